@@ -1,0 +1,27 @@
+"""crosslens: cross-framework neural-network introspection.
+
+One API for attribution methods on PyTorch and Keras models, running natively in the
+model's own framework::
+
+    import crosslens as cl
+    exp = cl.explain(model, x, "integrated_gradients", target=285, steps=64)
+    exp.attributions      # same array type and layout as x
+    exp.save("ig.png")
+    cl.methods()          # what exists, what it needs, which backends run it
+
+Importing crosslens imports no deep-learning framework; a backend is loaded the first
+time a model of its framework is explained.
+"""
+from __future__ import annotations
+
+from .api import activations, explain, layers, methods
+from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
+                          OptionError, TargetError, UnknownMethodError, UnsupportedError)
+from .core.explanation import Explanation
+from .core.targets import Channel, Neuron
+
+__version__ = "0.1.0"
+
+__all__ = ["explain", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
+           "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
+           "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError"]

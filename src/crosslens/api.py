@@ -1,0 +1,159 @@
+"""The public entry points: :func:`explain`, :func:`methods`, :func:`layers`."""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .backends import BACKENDS, get_backend
+from .core.chunking import parse_budget
+from .core.errors import OptionError, UnsupportedError
+from .core.explanation import Explanation
+from .core.registry import CAPABILITIES, all_methods, get_method
+from .core.targets import ClassTarget, UserTarget, describe, resolve_target
+from .methods.base import Context
+from .methods.postprocess import postprocess
+
+
+def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget = "predicted",
+            layer: Any = None, seed: int | None = None, memory_budget: int | str | None = None,
+            progress: bool | None = None, abs: bool = False, reduce_channels: str | None = None,
+            normalize: str | None = None, **options: Any) -> Explanation:
+    """Explain a model's prediction on a batch with an attribution method.
+
+    Parameters
+    ----------
+    model
+        A ``torch.nn.Module``, a Keras 3 model, or a path (``.keras``, TorchScript ``.pt``,
+        ``module:callable``). The method runs natively in the model's framework.
+    x
+        Input batch in the model's own layout (NCHW for PyTorch, NHWC for Keras), as a
+        numpy array or the framework's tensor type.
+    method
+        A registered method name or alias (see :func:`methods`).
+    target
+        Class index, one index per sample, ``"predicted"`` (top class per sample), a
+        callable from the model's native outputs to one score per sample, or
+        ``cl.Neuron(layer, index)`` / ``cl.Channel(layer, c)``.
+    layer
+        Layer name (torch dotted path, Keras name, ``"outer/inner"``) or layer object.
+        For gradient methods: attribute to that layer's output instead of the input.
+    seed
+        Seed of every random draw (noise, random baselines); ``None`` draws fresh entropy.
+    memory_budget
+        Bytes (or ``"2GB"``) one pass may use; path and sampling methods chunk to it.
+        Defaults to ``CROSSLENS_MEMORY_BUDGET`` or 2 GiB.
+    progress
+        Show a progress bar for long runs (``None``: automatic).
+    abs, reduce_channels, normalize
+        Explicit post-processing (see :mod:`crosslens.methods.postprocess`); off by default,
+        so attributions are raw and signed.
+    **options
+        The method's own options (e.g. ``steps=64`` for integrated gradients).
+
+    Returns
+    -------
+    Explanation
+        ``attributions`` in the input's layout and array type, plus what is needed to
+        show them (``show()``, ``save()``, notebook display).
+    """
+    if isinstance(model, str):
+        from .loading import load_model
+        model = load_model(model)
+    spec = get_method(method)
+    _check_options(spec, options)
+    backend = get_backend(model)
+    missing = spec.needs - backend.capabilities
+    if missing:
+        raise UnsupportedError(f"method {spec.name!r} needs {sorted(missing)}, which the "
+                               f"{backend.name} backend does not provide")
+    with backend.session(parse_budget(memory_budget)):
+        native_x = backend.prepare(x)
+        layer_name = backend.resolve_layer(layer) if layer is not None else None
+        resolved = resolve_target(target, backend.ops.shape(native_x)[0], backend.resolve_layer)
+        ctx = Context(backend, native_x, resolved, layer_name, seed, progress)
+        result = spec.fn(ctx, **options)
+        layout = backend.layout
+        attributions = postprocess(backend.ops, result.attributions, layout, abs=abs,
+                                   reduce_channels=reduce_channels, normalize=normalize)
+        outputs = None if result.outputs is None else backend.ops.to_numpy(result.outputs)
+        final_target = ctx.target
+        if not isinstance(final_target, ClassTarget) and outputs is not None \
+                and outputs.ndim == 2 and describe(final_target) == "predicted":
+            final_target = ClassTarget(outputs.argmax(axis=1))
+        return Explanation(
+            attributions=backend.restore(attributions, x), inputs=x, method=spec.name,
+            target=_target_value(final_target), layout=layout, layer=result.layer,
+            outputs=outputs, info=dict(result.info, reduced=reduce_channels is not None))
+
+
+def _target_value(target: Any) -> Any:
+    if isinstance(target, ClassTarget):
+        return [int(i) for i in target.indices]
+    return describe(target)
+
+
+def _check_options(spec: Any, options: dict[str, Any]) -> None:
+    accepts_more = any(p.kind == p.VAR_KEYWORD
+                       for p in inspect.signature(spec.fn).parameters.values())
+    unknown = set(options) - set(spec.options)
+    if unknown and not accepts_more:
+        valid = ", ".join(spec.options) or "none"
+        raise OptionError(f"{spec.name} has no option {sorted(unknown)[0]!r}; its options "
+                          f"are: {valid} (plus target, layer, seed, memory_budget, abs, "
+                          "reduce_channels, normalize)")
+
+
+def methods(family: str | None = None) -> "MethodTable":
+    """Every registered method with what it needs and which backends run it."""
+    rows = []
+    for spec in all_methods():
+        if family is not None and spec.family != family:
+            continue
+        backends = [name for name, info in BACKENDS.items() if spec.needs <= info.capabilities]
+        rows.append({"name": spec.name, "family": spec.family, "summary": spec.summary,
+                     "needs": sorted(spec.needs), "backends": backends,
+                     "aliases": list(spec.aliases), "options": spec.option_defaults(),
+                     "reference": spec.reference})
+    return MethodTable(rows)
+
+
+class MethodTable(list):
+    """A list of method rows (dicts) that prints as a table and renders as markdown."""
+
+    def __repr__(self) -> str:
+        width = max((len(r["name"]) for r in self), default=4)
+        lines = [f"{'method':<{width}}  {'backends':<14} needs"]
+        lines += [f"{r['name']:<{width}}  {','.join(r['backends']):<14} {','.join(r['needs'])}"
+                  for r in self]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The README's methods table."""
+        lines = ["| method | family | what it computes | needs | backends | reference |",
+                 "|---|---|---|---|---|---|"]
+        for r in self:
+            aliases = f" ({', '.join(r['aliases'])})" if r["aliases"] else ""
+            lines.append(f"| `{r['name']}`{aliases} | {r['family']} | {r['summary']} | "
+                         f"{', '.join(r['needs'])} | {', '.join(r['backends'])} | "
+                         f"{r['reference']} |")
+        return "\n".join(lines)
+
+
+def layers(model: Any) -> list[str]:
+    """Every addressable layer name of ``model`` (for ``layer=`` and neuron targets)."""
+    return get_backend(model).layer_names()
+
+
+def activations(model: Any, x: Any, layers: Any) -> dict[str, Any]:
+    """Values of the named layers for ``x``, as numpy arrays in the model's layout."""
+    backend = get_backend(model)
+    names = [layers] if isinstance(layers, str) or not isinstance(layers, (list, tuple)) \
+        else list(layers)
+    with backend.session():
+        native = backend.prepare(x)
+        resolved = [backend.resolve_layer(name) for name in names]
+        values = backend.activations(native, resolved)
+        return {name: backend.ops.to_numpy(values[name]) for name in resolved}
+
+
+__all__ = ["explain", "methods", "layers", "activations", "CAPABILITIES"]

@@ -1,0 +1,255 @@
+"""The backend interface: the few primitives every method is written against.
+
+A backend wraps one user model and implements, natively in the model's framework:
+
+- :meth:`Backend.prepare` / :meth:`Backend.restore`: user array <-> native tensor on the
+  model's device (validating layout, rank and values on the way in);
+- :meth:`Backend.forward`: model outputs, without gradients;
+- :meth:`Backend.gradient`: gradient of a target score w.r.t. the input or a named layer,
+  optionally under a ReLU rule (``"guided"``, ``"deconv"``), capturing named layers'
+  activations in the same pass, or with a layer's output replaced by given values;
+- :meth:`Backend.activations`: values at named layers;
+- :attr:`Backend.ops`: an array-ops namespace so methods compute on the device.
+
+Methods never see framework objects other than opaque native arrays that support the
+arithmetic operators (``+ - * /`` with broadcasting) and the :class:`ArrayOps` functions.
+
+Every primitive is chunked to the memory budget in :meth:`Backend.session`; the model
+is left exactly as it was (mode, ``requires_grad``, hooks, patched attributes) when the
+session ends, also when it ends with an error.
+"""
+from __future__ import annotations
+
+import abc
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..core.arrays import to_numpy
+from ..core.chunking import DEFAULT_BUDGET, chunk_size, chunks
+from ..core.errors import LayerNotFoundError
+from ..core.names import unknown_name_message
+from ..core.targets import TargetSpec
+
+Native = Any  # a framework tensor (torch.Tensor, tf.Tensor, ...)
+
+
+@dataclass
+class GradientResult:
+    """What one differentiation pass returns (all native arrays)."""
+
+    grad: Native
+    outputs: Native | None  # None when the model returns several tensors
+    scores: Native  # the target score of each sample, shape (N,)
+    activations: dict[str, Native] = field(default_factory=dict)
+
+
+class ArrayOps(abc.ABC):
+    """Array operations on native arrays, implemented per framework."""
+
+    @abc.abstractmethod
+    def asarray(self, array: np.ndarray) -> Native: ...
+    @abc.abstractmethod
+    def to_numpy(self, array: Native) -> np.ndarray: ...
+    @abc.abstractmethod
+    def concat(self, arrays: Sequence[Native], axis: int = 0) -> Native: ...
+    @abc.abstractmethod
+    def stack(self, arrays: Sequence[Native], axis: int = 0) -> Native: ...
+    @abc.abstractmethod
+    def sum(self, array: Native, axis: Any = None, keepdims: bool = False) -> Native: ...
+    @abc.abstractmethod
+    def mean(self, array: Native, axis: Any = None, keepdims: bool = False) -> Native: ...
+    @abc.abstractmethod
+    def reshape(self, array: Native, shape: Sequence[int]) -> Native: ...
+    @abc.abstractmethod
+    def zeros_like(self, array: Native) -> Native: ...
+    @abc.abstractmethod
+    def abs(self, array: Native) -> Native: ...
+    @abc.abstractmethod
+    def sqrt(self, array: Native) -> Native: ...
+    @abc.abstractmethod
+    def maximum(self, a: Native, b: Any) -> Native: ...
+    @abc.abstractmethod
+    def max(self, array: Native, axis: Any = None, keepdims: bool = False) -> Native: ...
+    @abc.abstractmethod
+    def min(self, array: Native, axis: Any = None, keepdims: bool = False) -> Native: ...
+    @abc.abstractmethod
+    def where(self, condition: Native, a: Native, b: Native) -> Native: ...
+    @abc.abstractmethod
+    def argmax(self, array: Native, axis: int) -> Native: ...
+    @abc.abstractmethod
+    def shape(self, array: Native) -> tuple[int, ...]: ...
+
+    def repeat_batch(self, array: Native, k: int) -> Native:
+        """``k`` copies of the batch stacked along axis 0 (copy-major order)."""
+        return array if k == 1 else self.concat([array] * k, axis=0)
+
+    def square(self, array: Native) -> Native:
+        return array * array
+
+    def relu(self, array: Native) -> Native:
+        return self.maximum(array, 0.0)
+
+
+class Backend(abc.ABC):
+    """Base class of the per-framework backends (see the module docstring)."""
+
+    #: Framework name, as listed by ``cl.methods()``.
+    name: ClassVar[str]
+    #: Capabilities from :data:`crosslens.core.registry.CAPABILITIES`.
+    capabilities: ClassVar[frozenset[str]]
+
+    def __init__(self, model: Any) -> None:
+        # Weak: the backend is cached per model, and must not keep the model alive.
+        self._model_ref = weakref.ref(model)
+        self.budget = DEFAULT_BUDGET
+        self._bytes_per_sample: dict[tuple, int] = {}
+
+    @property
+    def model(self) -> Any:
+        return self._model_ref()
+
+    # --- description -------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def ops(self) -> ArrayOps: ...
+
+    @property
+    @abc.abstractmethod
+    def layout(self) -> str | None:
+        """``"channels_first"``, ``"channels_last"`` or ``None`` for non-image models."""
+
+    @abc.abstractmethod
+    def layer_names(self) -> list[str]:
+        """Every addressable layer name, in model order."""
+
+    @abc.abstractmethod
+    def _find_layer_object(self, layer: Any) -> str | None:
+        """Name of a layer given as an object, or ``None`` if it is not in the model."""
+
+    def resolve_layer(self, layer: Any) -> str:
+        """Canonical name of a layer given by name or object; unknown ones list close names."""
+        names = self.layer_names()
+        if isinstance(layer, str):
+            if layer in names:
+                return layer
+            raise LayerNotFoundError(unknown_name_message("layer", layer, names))
+        found = self._find_layer_object(layer)
+        if found is None:
+            raise LayerNotFoundError(
+                f"layer object {type(layer).__name__} is not part of this model; "
+                f"address layers by name, e.g. one of {names[:8]}")
+        return found
+
+    # --- session: scoped model state --------------------------------------------------
+    @contextmanager
+    def session(self, budget: int | None = None) -> Iterator["Backend"]:
+        """Scope in which primitives may run; restores the model afterwards."""
+        previous = self.budget
+        if budget is not None:
+            self.budget = budget
+        try:
+            with self._model_state():
+                yield self
+        finally:
+            self.budget = previous
+
+    @contextmanager
+    def _model_state(self) -> Iterator[None]:
+        yield
+
+    # --- data ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def prepare(self, x: Any) -> Native:
+        """Validate a user batch and convert it to a native array on the model's device."""
+
+    @abc.abstractmethod
+    def restore(self, native: Native, like: Any) -> Any:
+        """Convert a native result to the array type (and device, dtype) of ``like``."""
+
+    def prepare_aux(self, array: Any) -> Native:
+        """Convert an auxiliary user array (a baseline, noise) to a native array."""
+        return self.ops.asarray(to_numpy(array))
+
+    # --- primitives -----------------------------------------------------------------------
+    def forward(self, x: Native) -> Native:
+        """Model outputs for ``x`` (no gradients), chunked to the memory budget."""
+        size = self.max_batch(x, backward=False)
+        return self.ops.concat([self._forward(x[a:b]) for a, b in chunks(len(x), size)])
+
+    def gradient(self, x: Native, target: TargetSpec, *, wrt: str | None = None,
+                 rule: str | None = None, capture: Sequence[str] = (),
+                 replace: dict[str, Native] | None = None) -> GradientResult:
+        """Gradient of the target score of each sample.
+
+        Parameters
+        ----------
+        x
+            Native input batch.
+        target
+            Resolved target (see :mod:`crosslens.core.targets`).
+        wrt
+            ``None`` for the gradient w.r.t. the input, else a layer name: the gradient
+            w.r.t. that layer's output (which is then also in ``activations``).
+        rule
+            ``None`` (true gradient), ``"guided"`` or ``"deconv"``: the backward rule of
+            every ReLU in the model, scoped to this call.
+        capture
+            Layer names whose outputs are returned in ``activations``.
+        replace
+            ``{layer: values}``: the layer's output is replaced by ``values`` (batch
+            aligned with ``x``) in this pass.
+        """
+        capture = tuple(dict.fromkeys(list(capture) + ([wrt] if wrt else [])))
+        size = self.max_batch(x, backward=True)
+        if size >= len(x):
+            return self._gradient(x, target, wrt, rule, capture, replace)
+        parts = []
+        for a, b in chunks(len(x), size):
+            part_replace = {k: v[a:b] for k, v in (replace or {}).items()} or None
+            parts.append(self._gradient(x[a:b], target.take(a, b), wrt, rule, capture,
+                                        part_replace))
+        cat = self.ops.concat
+        outputs = None if parts[0].outputs is None else cat([p.outputs for p in parts])
+        return GradientResult(
+            cat([p.grad for p in parts]), outputs, cat([p.scores for p in parts]),
+            {k: cat([p.activations[k] for p in parts]) for k in capture})
+
+    def activations(self, x: Native, layers: Sequence[str]) -> dict[str, Native]:
+        """Outputs of the named layers for ``x`` (no gradients), chunked."""
+        size = self.max_batch(x, backward=False)
+        parts = [self._activations(x[a:b], tuple(layers)) for a, b in chunks(len(x), size)]
+        return {k: self.ops.concat([p[k] for p in parts]) for k in layers}
+
+    def max_batch(self, x: Native, backward: bool = True) -> int:
+        """How many samples shaped like ``x[0]`` fit in one pass under the budget."""
+        per_sample = self.bytes_per_sample(x)
+        if not backward:
+            per_sample = max(per_sample // 3, 1)
+        return chunk_size(per_sample, self.budget, len(x))
+
+    def bytes_per_sample(self, x: Native) -> int:
+        """Estimated peak memory of one sample's forward-backward pass (cached per shape)."""
+        key = tuple(self.ops.shape(x)[1:])
+        if key not in self._bytes_per_sample:
+            self._bytes_per_sample[key] = self._estimate_bytes_per_sample(x[:1])
+        return self._bytes_per_sample[key]
+
+    # --- to implement per framework ---------------------------------------------------------
+    @abc.abstractmethod
+    def _forward(self, x: Native) -> Native: ...
+
+    @abc.abstractmethod
+    def _gradient(self, x: Native, target: TargetSpec, wrt: str | None, rule: str | None,
+                  capture: tuple[str, ...], replace: dict[str, Native] | None
+                  ) -> GradientResult: ...
+
+    @abc.abstractmethod
+    def _activations(self, x: Native, layers: tuple[str, ...]) -> dict[str, Native]: ...
+
+    @abc.abstractmethod
+    def _estimate_bytes_per_sample(self, x1: Native) -> int: ...

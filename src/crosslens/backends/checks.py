@@ -1,0 +1,95 @@
+"""Input checks shared by the backends: clear errors instead of silent wrong answers."""
+from __future__ import annotations
+
+from ..core.errors import InputError
+
+_LAYOUT_AXES = {"channels_first": "(batch, channels, height, width)",
+                "channels_last": "(batch, height, width, channels)"}
+
+
+def check_finite(all_finite: bool, shape: tuple) -> None:
+    """Reject inputs containing NaN or infinity."""
+    if not all_finite:
+        raise InputError(f"the input of shape {shape} contains NaN or infinite values; "
+                         "attributions would be meaningless. Clean the input first")
+
+
+def check_image_input(shape: tuple, rank: int, channels: int | None, layout: str,
+                      framework: str) -> None:
+    """Check rank and channel axis of a batch against what the model's first layer takes.
+
+    ``layout`` is ``"channels_first"``, ``"channels_last"`` or ``"features"`` (a dense
+    first layer: only the last axis is checked).
+    """
+    shape = tuple(int(s) for s in shape)
+    if layout == "features":
+        if len(shape) < 2:
+            raise InputError(f"expected a batch of feature vectors (batch, {channels}); got "
+                             f"shape {shape}. Add a batch axis, e.g. x[None]")
+        if channels is not None and shape[-1] != channels:
+            raise InputError(f"the model's first layer takes {channels} features; the input's "
+                             f"last axis has {shape[-1]} (shape {shape})")
+        return
+    expected = _LAYOUT_AXES.get(layout, f"rank {rank}") if rank == 4 else f"rank {rank}"
+    if len(shape) == rank - 1 and channels is not None and (
+            shape[0] == channels if layout == "channels_first" else shape[-1] == channels):
+        raise InputError(f"expected a batch {expected}; got one sample of shape {shape}. "
+                         "Add a batch axis, e.g. x[None]")
+    if len(shape) != rank:
+        raise InputError(f"this {framework} model expects inputs of rank {rank} {expected}; "
+                         f"got rank {len(shape)} with shape {shape}")
+    if channels is None:
+        return
+    channel_axis = 1 if layout == "channels_first" else -1
+    if shape[channel_axis] == channels:
+        return
+    other_axis = -1 if layout == "channels_first" else 1
+    if rank == 4 and shape[other_axis] == channels:
+        if layout == "channels_first":
+            fix = "x.permute(0, 3, 1, 2) (torch) or np.transpose(x, (0, 3, 1, 2))"
+            seen, want = "channels-last (N, H, W, C)", "channels-first (N, C, H, W)"
+        else:
+            fix = "np.transpose(x, (0, 2, 3, 1)) or tf.transpose(x, (0, 2, 3, 1))"
+            seen, want = "channels-first (N, C, H, W)", "channels-last (N, H, W, C)"
+        raise InputError(f"the input of shape {shape} looks {seen}, but this {framework} "
+                         f"model expects {want} with {channels} channels. Transpose it "
+                         f"(never reshape): {fix}")
+    raise InputError(f"this {framework} model expects {channels} input channels on axis "
+                     f"{channel_axis} {expected}; the input has shape {shape}")
+
+
+def disconnected_message(wrt: str | None) -> str:
+    """Message for a score whose gradient is not connected to the input / layer."""
+    place = "the input" if wrt is None else f"layer {wrt!r}"
+    return (f"the explained score does not depend on {place}: its gradient is not "
+            "connected. Check the target (e.g. a neuron before the layer), or that the "
+            "model uses its input")
+
+
+def multiple_outputs_message(kind: str, purpose: str) -> str:
+    """Message for a class target on a model that returns several tensors."""
+    return (f"this model returns {kind}, not one tensor; for a {purpose} pass "
+            "target=callable(outputs) -> one score per sample, e.g. lambda out: out[0][:, 3]")
+
+
+def check_unit(target, shape: tuple, channel_axis: int) -> None:
+    """Check a neuron index / channel against one sample's layer output ``shape``."""
+    from ..core.errors import TargetError
+    from ..core.targets import ChannelTarget
+
+    if isinstance(target, ChannelTarget):
+        count = shape[channel_axis]
+        if not -count <= target.channel < count:
+            raise TargetError(f"channel {target.channel} is out of range for layer "
+                              f"{target.layer!r} with {count} channels (output {shape})")
+        return
+    if len(target.index) != len(shape) or any(
+            not -s <= i < s for i, s in zip(target.index, shape)):
+        raise TargetError(f"neuron index {target.index} does not fit layer {target.layer!r} "
+                          f"whose output per sample has shape {shape}")
+
+
+def class_output_message(shape: tuple) -> str:
+    """Message for class targets on outputs that are not (batch, classes)."""
+    return (f"class targets need outputs of shape (batch, classes); this model returns "
+            f"{shape}. Pass target=callable(outputs) -> (batch,) instead")

@@ -1,0 +1,387 @@
+"""Keras 3 backend (TensorFlow backend): Sequential, Functional, subclassed and nested models.
+
+- Layers are Keras layer names; a layer inside a nested model is ``"outer/inner"``.
+- Every primitive runs as a compiled ``tf.function`` with a batch-polymorphic input
+  signature, cached per (input shape, target kind, layer, rule): repeated calls and
+  chunks of different sizes never retrace.
+- Activations and layer gradients come from patching the ``call`` of the hooked layers
+  *while tracing only*: the patched ``call`` records (or replaces) the layer output in
+  the graph, and the original ``call`` is put back in ``finally`` before the trace ends,
+  so the model object is never left modified.
+- ReLU rules map every ``Relu`` op created while tracing to a registered gradient with
+  ``gradient_override_map``, and the gradient is taken with graph-mode ``tf.gradients``
+  (which honours the override). This catches ``keras.layers.ReLU``, ``Activation("relu")``,
+  fused ``activation="relu"`` and ``tf.nn.relu`` inside subclassed models alike.
+- Models are always called with ``training=False``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ..core.errors import DisconnectedError, TargetError, UnsupportedError
+from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
+                            ScoreTarget, TargetSpec, check_class_range)
+from .base import ArrayOps, Backend, GradientResult
+from .checks import (check_finite, check_image_input, check_unit, class_output_message,
+                     disconnected_message, multiple_outputs_message)
+
+CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
+                          "layer_override"})
+RULES = {"guided": "CrosslensGuidedRelu", "deconv": "CrosslensDeconvRelu"}
+
+
+def _register_relu_gradients() -> None:
+    # New gradient names only; nothing existing in TensorFlow's registry is changed.
+    def guided(op, grad):
+        return tf.nn.relu(grad) * tf.cast(op.outputs[0] > 0, grad.dtype)
+
+    def deconv(op, grad):
+        return tf.nn.relu(grad)
+
+    for name, fn in (("CrosslensGuidedRelu", guided), ("CrosslensDeconvRelu", deconv)):
+        try:
+            tf.RegisterGradient(name)(fn)
+        except KeyError:  # already registered (module re-imported)
+            pass
+
+
+_register_relu_gradients()
+
+
+class KerasOps(ArrayOps):
+    """Array operations on ``tf.Tensor`` values of one dtype."""
+
+    def __init__(self, dtype: tf.DType) -> None:
+        self.dtype = dtype
+
+    def asarray(self, array):
+        if isinstance(array, tf.Tensor):
+            return tf.cast(array, self.dtype)
+        return tf.convert_to_tensor(np.asarray(array), dtype=self.dtype) if np.asarray(
+            array).dtype == self.dtype.as_numpy_dtype else tf.cast(np.asarray(array), self.dtype)
+
+    def to_numpy(self, array):
+        return np.asarray(array)
+
+    def concat(self, arrays, axis=0):
+        return arrays[0] if len(arrays) == 1 else tf.concat(list(arrays), axis=axis)
+
+    def stack(self, arrays, axis=0):
+        return tf.stack(list(arrays), axis=axis)
+
+    def sum(self, array, axis=None, keepdims=False):
+        return tf.reduce_sum(array, axis=axis, keepdims=keepdims)
+
+    def mean(self, array, axis=None, keepdims=False):
+        return tf.reduce_mean(array, axis=axis, keepdims=keepdims)
+
+    def reshape(self, array, shape):
+        return tf.reshape(array, tuple(shape))
+
+    def zeros_like(self, array):
+        return tf.zeros_like(array)
+
+    def abs(self, array):
+        return tf.abs(array)
+
+    def sqrt(self, array):
+        return tf.sqrt(array)
+
+    def maximum(self, a, b):
+        return tf.maximum(a, tf.cast(b, a.dtype) if isinstance(b, (int, float)) else b)
+
+    def max(self, array, axis=None, keepdims=False):
+        return tf.reduce_max(array, axis=axis, keepdims=keepdims)
+
+    def min(self, array, axis=None, keepdims=False):
+        return tf.reduce_min(array, axis=axis, keepdims=keepdims)
+
+    def where(self, condition, a, b):
+        return tf.where(condition, a, b)
+
+    def argmax(self, array, axis):
+        return tf.argmax(array, axis=axis)
+
+    def shape(self, array):
+        return tuple(int(s) for s in array.shape)
+
+
+class KerasBackend(Backend):
+    """Backend for Keras 3 models on the TensorFlow backend (see the module docstring)."""
+
+    name = "keras"
+    capabilities = CAPABILITIES
+
+    def __init__(self, model: keras.Model) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise UnsupportedError(
+                f"the Keras backend is {keras.backend.backend()!r}; crosslens runs Keras 3 "
+                "models on TensorFlow (set KERAS_BACKEND=tensorflow)")
+        super().__init__(model)
+        self._layers = dict(_walk_layers(model))
+        self._ops = KerasOps(tf.as_dtype(_input_dtype(model)))
+        self._fns: dict[tuple, Any] = {}
+        self._n_outputs: dict[tuple, int] = {}
+
+    @property
+    def ops(self) -> KerasOps:
+        return self._ops
+
+    @property
+    def layout(self) -> str | None:
+        for layer in self._layers.values():
+            fmt = getattr(layer, "data_format", None)
+            if fmt in ("channels_first", "channels_last") and "conv" in type(layer).__name__.lower():
+                return fmt
+        shape = self._input_shape()
+        return "channels_last" if shape is not None and len(shape) == 4 else None
+
+    def layer_names(self) -> list[str]:
+        return list(self._layers)
+
+    def _find_layer_object(self, layer: Any) -> str | None:
+        for name, candidate in self._layers.items():
+            if candidate is layer:
+                return name
+        return None
+
+    def _input_shape(self) -> tuple | None:
+        try:
+            inputs = self.model.inputs
+        except (AttributeError, ValueError):
+            return None
+        if not inputs or len(inputs) != 1:
+            return None
+        return tuple(inputs[0].shape)
+
+    # --- data -------------------------------------------------------------------------
+    def prepare(self, x: Any) -> tf.Tensor:
+        shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else np.shape(x)))
+        expected = self._input_shape()
+        if expected is not None:
+            layout = self.layout or "channels_last"
+            channel_axis = 1 if layout == "channels_first" else -1
+            if len(expected) == 2:
+                check_image_input(shape, 2, expected[-1], "features", "Keras")
+            else:
+                check_image_input(shape, len(expected), expected[channel_axis], layout, "Keras")
+                fixed = [(i, e) for i, e in enumerate(expected) if i > 0 and e is not None]
+                wrong = [(i, e) for i, e in fixed if shape[i] != e]
+                if wrong:
+                    raise _shape_error(shape, expected)
+        native = self.ops.asarray(x)
+        check_finite(bool(tf.reduce_all(tf.math.is_finite(native))), shape)
+        return native
+
+    def restore(self, native: tf.Tensor, like: Any) -> Any:
+        if isinstance(like, tf.Tensor):
+            return tf.cast(native, like.dtype) if like.dtype.is_floating else native
+        array = np.asarray(native)
+        like_dtype = getattr(like, "dtype", None)
+        try:
+            if like_dtype is not None and np.dtype(like_dtype).kind == "f":
+                array = array.astype(like_dtype, copy=False)
+        except TypeError:
+            pass
+        return array
+
+    # --- compiled functions ------------------------------------------------------------
+    def _signature(self, x: tf.Tensor) -> tf.TensorSpec:
+        return tf.TensorSpec([None] + list(x.shape[1:]), x.dtype)
+
+    def _compiled(self, key: tuple, build, signature: list) -> Any:
+        fn = self._fns.get(key)
+        if fn is None:
+            fn = tf.function(build, input_signature=signature)
+            self._fns[key] = fn
+        return fn
+
+    def _forward(self, x):
+        def run(x):
+            return _single_output(self.model(x, training=False), "forward")
+        return self._compiled(("forward", tuple(x.shape[1:])), run, [self._signature(x)])(x)
+
+    def _activations(self, x, layers):
+        def run(x):
+            store: dict = {}
+            with self._patched(layers, store, {}):
+                self.model(x, training=False)
+            return {name: store[name] for name in layers}
+        key = ("activations", tuple(x.shape[1:]), layers)
+        return self._compiled(key, run, [self._signature(x)])(x)
+
+    def _gradient(self, x, target, wrt, rule, capture, replace):
+        replace = replace or {}
+        layers = set(capture) | set(replace)
+        if isinstance(target, (NeuronTarget, ChannelTarget)):
+            layers.add(target.layer)
+        layers = tuple(sorted(layers | ({wrt} if wrt else set())))
+        names = tuple(sorted(replace))
+        if rule is not None and rule not in RULES:
+            raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {tuple(RULES)}")
+        if isinstance(target, ClassTarget):
+            check_class_range(target.indices, self._output_count(x))
+            index = tf.constant(target.indices, dtype=tf.int64)
+        else:
+            index = tf.zeros([len(x)], dtype=tf.int64)
+        target_key = (type(target).__name__, getattr(target, "fn", None),
+                      getattr(target, "layer", None), getattr(target, "index", None),
+                      getattr(target, "channel", None))
+
+        def run(x, index, *replacements):
+            store: dict = {}
+            with ExitStack() as stack:
+                stack.enter_context(self._patched(layers, store, dict(zip(names, replacements))))
+                if rule is not None:
+                    graph = tf.compat.v1.get_default_graph()
+                    stack.enter_context(graph.gradient_override_map({"Relu": RULES[rule]}))
+                outputs = self.model(x, training=False)
+            score = self._score(outputs, store, target, index)
+            (grad,) = tf.gradients(score, [x if wrt is None else store[wrt]])
+            if grad is None:
+                raise DisconnectedError(disconnected_message(wrt))
+            single = isinstance(outputs, tf.Tensor)
+            out = outputs if single else tf.zeros([0])
+            return (grad, out, score, {name: store[name] for name in capture},
+                    tf.constant(single))
+
+        signature = [self._signature(x), tf.TensorSpec([None], tf.int64)] + [
+            tf.TensorSpec([None] + list(replace[n].shape[1:]), replace[n].dtype) for n in names]
+        key = ("gradient", tuple(x.shape[1:]), target_key, wrt, rule, tuple(capture), layers,
+               names)
+        fn = self._compiled(key, run, signature)
+        grad, out, score, acts, single = fn(x, index, *[replace[n] for n in names])
+        return GradientResult(grad, out if bool(single) else None, score, dict(acts))
+
+    def _score(self, outputs, store, target: TargetSpec, index) -> tf.Tensor:
+        if isinstance(target, ScoreTarget):
+            score = target.fn(outputs)
+            if not isinstance(score, tf.Tensor):
+                score = tf.convert_to_tensor(score)
+            if score.shape.rank == 2 and score.shape[1] == 1:
+                score = score[:, 0]
+            if score.shape.rank != 1:
+                raise TargetError(f"a callable target must return one score per sample, "
+                                  f"shape (batch,); got {tuple(score.shape)}")
+            return score
+        if isinstance(target, (NeuronTarget, ChannelTarget)):
+            return _unit_score(store[target.layer], target, self.layout)
+        outputs = _single_output(outputs, "class target")
+        if outputs.shape.rank != 2:
+            raise TargetError(class_output_message(tuple(outputs.shape)))
+        if isinstance(target, PredictedTarget):
+            index = tf.argmax(outputs, axis=1)
+        return tf.gather(outputs, index, axis=1, batch_dims=1)
+
+    def _output_count(self, x: tf.Tensor) -> int:
+        key = tuple(x.shape[1:])
+        if key not in self._n_outputs:
+            out = self._forward(x[:1])
+            if out.shape.rank != 2:
+                raise TargetError(class_output_message(tuple(out.shape)))
+            self._n_outputs[key] = int(out.shape[1])
+        return self._n_outputs[key]
+
+    @contextmanager
+    def _patched(self, layers: Sequence[str], store: dict, replace: dict) -> Iterator[None]:
+        """While tracing: record (or replace) the outputs of ``layers`` in ``store``."""
+        patched = []
+        try:
+            for name in layers:
+                layer = self._layers[name]
+                own = layer.__dict__.get("call")
+                layer.call = _recording_call(name, layer.call, store, replace.get(name))
+                patched.append((layer, own))
+            yield
+        finally:
+            for layer, own in reversed(patched):
+                if own is None:
+                    del layer.call
+                else:
+                    layer.call = own
+
+    def _estimate_bytes_per_sample(self, x1: tf.Tensor) -> int:
+        sizes: dict = {}
+        leaves = tuple(n for n, layer in self._layers.items() if not getattr(layer, "layers", None))
+        try:
+            with self._patched(leaves, sizes, {}):
+                self.model(x1, training=False)
+        except Exception:  # e.g. a layer used twice: fall back to a generous multiple
+            return 200 * int(np.prod(x1.shape)) * x1.dtype.size
+        total = sum(int(np.prod(t.shape)) * t.dtype.size for t in sizes.values())
+        # forward values kept for backward, their gradients, the input and its gradient
+        return int(2.5 * total + 2 * int(np.prod(x1.shape)) * x1.dtype.size)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _input_dtype(model: Any) -> str:
+    """The dtype the model's input expects (a float64 model has float64 inputs)."""
+    try:
+        inputs = model.inputs
+        if inputs and len(inputs) == 1 and "float" in str(inputs[0].dtype):
+            return str(inputs[0].dtype)
+    except (AttributeError, ValueError):
+        pass
+    for layer in getattr(model, "layers", [])[:2]:  # e.g. a subclassed model's first layer
+        dtype = getattr(layer, "compute_dtype", None)
+        if dtype and "float" in dtype:
+            return dtype
+    return getattr(model, "compute_dtype", None) or "float32"
+
+
+def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for layer in getattr(model, "layers", []):
+        name = prefix + layer.name
+        yield name, layer
+        if isinstance(layer, keras.Model) or getattr(layer, "layers", None):
+            yield from _walk_layers(layer, name + "/")
+
+
+def _recording_call(name: str, call, store: dict, replacement):
+    def patched(*args, **kwargs):
+        output = call(*args, **kwargs)
+        if name in store:
+            raise UnsupportedError(
+                f"layer {name!r} runs more than once in one forward pass (a shared layer); "
+                "address a layer that is used once")
+        if replacement is not None:
+            output = replacement
+        if not isinstance(output, tf.Tensor):
+            raise UnsupportedError(f"layer {name!r} returns {type(output).__name__}, not a "
+                                   "tensor; address a layer whose output is a single tensor")
+        store[name] = output
+        return output
+    return patched
+
+
+def _single_output(outputs: Any, purpose: str) -> tf.Tensor:
+    if isinstance(outputs, tf.Tensor):
+        return outputs
+    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
+        return outputs[0]
+    raise TargetError(multiple_outputs_message(type(outputs).__name__, purpose))
+
+
+def _unit_score(activation, target, layout):
+    shape = tuple(activation.shape[1:])
+    axis = 0 if layout == "channels_first" else len(shape) - 1
+    check_unit(target, shape, channel_axis=axis)
+    if isinstance(target, ChannelTarget):
+        channel = tf.gather(activation, target.channel % shape[axis], axis=axis + 1)
+        return tf.reduce_mean(tf.reshape(channel, [tf.shape(channel)[0], -1]), axis=1)
+    return activation[(slice(None),) + tuple(target.index)]
+
+
+def _shape_error(shape: tuple, expected: tuple):
+    from ..core.errors import InputError
+    want = tuple("batch" if i == 0 else e for i, e in enumerate(expected))
+    return InputError(f"this Keras model expects inputs of shape {want}; got {shape}. "
+                      "Resize the input to the model's size (or rebuild the model with "
+                      "a flexible input shape)")

@@ -1,0 +1,45 @@
+"""Exceptions raised by crosslens.
+
+Every error names the problem and, where there is one, the fix. They derive from the
+built-in exception a caller would naturally catch (``ValueError`` for bad input,
+``LookupError`` for unknown names, ``NotImplementedError`` for a missing capability).
+"""
+from __future__ import annotations
+
+
+class CrosslensError(Exception):
+    """Base class of every error crosslens raises on purpose."""
+
+
+class InputError(CrosslensError, ValueError):
+    """The input array cannot be explained as given (layout, rank, values)."""
+
+
+class TargetError(CrosslensError, ValueError):
+    """The explanation target does not fit the model's outputs."""
+
+
+class LayerNotFoundError(CrosslensError, LookupError):
+    """A layer name or object does not exist in the model."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a dict key
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownMethodError(CrosslensError, LookupError):
+    """A method name is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedError(CrosslensError, NotImplementedError):
+    """The model's backend lacks a capability the method needs."""
+
+
+class DisconnectedError(CrosslensError, ValueError):
+    """The explained score does not depend on the input (or on the named layer)."""
+
+
+class OptionError(CrosslensError, TypeError):
+    """A method was given an option it does not have, or a bad value for one."""

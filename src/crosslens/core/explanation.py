@@ -1,0 +1,127 @@
+"""The result of :func:`crosslens.explain`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .arrays import to_channels_last, to_numpy
+
+
+@dataclass
+class Explanation:
+    """Attributions for a batch, with what is needed to show them.
+
+    Attributes
+    ----------
+    attributions
+        Raw, signed attributions in the input's own layout and array type (a torch
+        tensor in gives a torch tensor out on the same device; numpy gives numpy). For
+        layer methods (``layer=...``) they are in the layer's layout.
+    inputs
+        The input batch as given.
+    method
+        Registered name of the method that produced the attributions.
+    target
+        The explained target: class indices per sample (``"predicted"`` is resolved),
+        or a description of a neuron / channel / callable target.
+    layout
+        ``"channels_first"``, ``"channels_last"`` or ``None`` (non-image input).
+    layer
+        Name of the layer whose values are attributed / shown, if any.
+    outputs
+        The model's outputs on ``inputs`` as numpy, when the method computed them.
+    info
+        Method-specific extras (e.g. integration rule, steps, noise level).
+    """
+
+    attributions: Any
+    inputs: Any
+    method: str
+    target: Any = None
+    layout: str | None = None
+    layer: str | None = None
+    outputs: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # --- data ---------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """Attributions as a numpy array, in the input's layout."""
+        return to_numpy(self.attributions)
+
+    def image_maps(self, reduce: str = "sum") -> np.ndarray:
+        """Attributions as ``(N, H, W)`` maps for display, channels reduced by ``reduce``.
+
+        Maps that are already 2-D per sample (CAMs) are returned as they are.
+        """
+        from ..viz import reduce_channels
+
+        attr = to_numpy(self.attributions).astype(np.float64)
+        if attr.ndim == 3 and self.layer is not None:
+            return attr  # (N, H, W) maps, e.g. class activation maps
+        if attr.ndim == 4:
+            attr = to_channels_last(attr, self.layout)
+            return np.stack([reduce_channels(a, reduce) for a in attr])
+        raise ValueError(f"attributions of shape {attr.shape} are not image maps")
+
+    def images(self) -> np.ndarray:
+        """The inputs as ``(N, H, W, C)`` numpy images (layout converted by transpose)."""
+        return to_channels_last(to_numpy(self.inputs), self.layout)
+
+    # --- seeing -------------------------------------------------------------------
+    def figure(self, *, reduce: str = "sum", signed: bool | None = None,
+               cmap: str | None = None, alpha: float = 0.6, labels: Any = None):
+        """A matplotlib figure: each input next to its attribution overlay."""
+        if self.method == "activations":
+            return self._activation_figure()
+        from ..viz import figure_grid, overlay
+
+        maps, images = self.image_maps(reduce), self.images()
+        cells, row_titles = [], []
+        for i, (image, amap) in enumerate(zip(images, maps)):
+            cells.append([image, overlay(image, amap, signed=signed, cmap=cmap, alpha=alpha)])
+            row_titles.append(_label(self.target, i, labels))
+        return figure_grid(cells, titles=None, row_titles=row_titles,
+                           col_titles=["input", self.method])
+
+    def _activation_figure(self):
+        from ..viz import activation_grid, figure_grid
+
+        acts = to_numpy(self.attributions)
+        acts = to_channels_last(acts, self.layout) if acts.ndim in (3, 4) else acts
+        cells = [[activation_grid(a)] for a in acts]
+        return figure_grid(cells, titles=None, col_titles=[f"activations of {self.layer}"])
+
+    def save(self, path: str, **options: Any) -> str:
+        """Write the figure of :meth:`figure` as a PNG; returns the path."""
+        from ..viz import save_figure
+
+        save_figure(self.figure(**options), path)
+        return path
+
+    def show(self, **options: Any) -> None:
+        """Display the figure (inline in notebooks, a window elsewhere)."""
+        from ..viz import show
+
+        show(self.figure(**options))
+
+    def _repr_html_(self) -> str:
+        from ..viz import figure_html
+
+        caption = f"{self.method} — target {self.target}"
+        return figure_html(self.figure(), caption=caption)
+
+    def __repr__(self) -> str:
+        shape = tuple(getattr(self.attributions, "shape", ()))
+        kind = type(self.attributions).__module__.split(".")[0]
+        return (f"Explanation(method={self.method!r}, target={self.target!r}, "
+                f"attributions={kind} array of shape {shape}"
+                + (f", layer={self.layer!r}" if self.layer else "") + ")")
+
+
+def _label(target: Any, i: int, labels: Any) -> str:
+    value = target[i] if isinstance(target, (list, tuple)) else target
+    if labels is not None and isinstance(value, (int, np.integer)):
+        return f"{value}: {labels[int(value)]}"
+    return f"target {value}"

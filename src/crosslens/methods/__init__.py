@@ -1,0 +1,5 @@
+"""Method implementations, written once against the backend interface.
+
+Importing this package registers every method; it imports no framework.
+"""
+from . import gradient, integrated, noise, guided, activations  # noqa: F401
