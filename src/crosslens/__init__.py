@@ -18,10 +18,13 @@ from .api import activations, explain, layers, methods
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
                           OptionError, TargetError, UnknownMethodError, UnsupportedError)
 from .core.explanation import Explanation
+from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI, LinearDoI,
+                             PointDoI)
 from .core.targets import Channel, Neuron
 
 __version__ = "0.1.0"
 
 __all__ = ["explain", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
-           "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError"]
+           "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
+           "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI"]

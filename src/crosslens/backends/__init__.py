@@ -28,7 +28,8 @@ class BackendInfo:
     capabilities: frozenset[str]
 
 
-_ALL = frozenset({"grad", "layer_grad", "activations", "relu_override", "layer_override"})
+_ALL = frozenset({"grad", "layer_grad", "activations", "relu_override", "layer_override",
+                  "forward"})
 
 BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "crosslens.backends.torch", "TorchBackend",

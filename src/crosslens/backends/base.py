@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.arrays import to_numpy
 from ..core.chunking import DEFAULT_BUDGET, chunk_size, chunks
-from ..core.errors import LayerNotFoundError
+from ..core.errors import LayerNotFoundError, UnsupportedError
 from ..core.names import unknown_name_message
 from ..core.targets import TargetSpec
 
@@ -83,6 +83,14 @@ class ArrayOps(abc.ABC):
     def argmax(self, array: Native, axis: int) -> Native: ...
     @abc.abstractmethod
     def shape(self, array: Native) -> tuple[int, ...]: ...
+    @abc.abstractmethod
+    def transpose(self, array: Native, axes: Sequence[int]) -> Native: ...
+
+    @abc.abstractmethod
+    def resize_bilinear(self, array: Native, size: Sequence[int]) -> Native:
+        """Resize ``(N, H, W)`` maps to ``(N, *size)``: bilinear, half-pixel centres
+        (``align_corners=False``), no antialiasing; exactly
+        :func:`crosslens.viz.resize_bilinear` (and ``torch.nn.functional.interpolate``)."""
 
     def repeat_batch(self, array: Native, k: int) -> Native:
         """``k`` copies of the batch stacked along axis 0 (copy-major order)."""
@@ -93,6 +101,18 @@ class ArrayOps(abc.ABC):
 
     def relu(self, array: Native) -> Native:
         return self.maximum(array, 0.0)
+
+    # Used by feature-visualization objectives (softmax, Gram matrices); not abstract, so
+    # an ArrayOps without them still serves every attribution method.
+    def exp(self, array: Native) -> Native:
+        raise UnsupportedError(f"{type(self).__name__} does not implement exp")
+
+    def log(self, array: Native) -> Native:
+        raise UnsupportedError(f"{type(self).__name__} does not implement log")
+
+    def matmul(self, a: Native, b: Native) -> Native:
+        """Batched matrix product over the last two axes."""
+        raise UnsupportedError(f"{type(self).__name__} does not implement matmul")
 
 
 class Backend(abc.ABC):
@@ -108,6 +128,7 @@ class Backend(abc.ABC):
         self._model_ref = weakref.ref(model)
         self.budget = DEFAULT_BUDGET
         self._bytes_per_sample: dict[tuple, int] = {}
+        self._shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
 
     @property
     def model(self) -> Any:
@@ -225,12 +246,30 @@ class Backend(abc.ABC):
         parts = [self._activations(x[a:b], tuple(layers)) for a, b in chunks(len(x), size)]
         return {k: self.ops.concat([p[k] for p in parts]) for k in layers}
 
-    def max_batch(self, x: Native, backward: bool = True) -> int:
-        """How many samples shaped like ``x[0]`` fit in one pass under the budget."""
+    def vjp(self, x: Native, cotangent: Native) -> Native:
+        """Vector-Jacobian product: the gradient of ``sum(outputs * cotangent)`` w.r.t. ``x``.
+
+        ``cotangent`` has the shape of the model's (single) output for ``x``; chunked to
+        the memory budget. Used to differentiate through a model whose output feeds
+        another computation (a generator's image, a density model's log-likelihood).
+        """
+        size = self.max_batch(x, backward=True)
+        return self.ops.concat([self._vjp(x[a:b], cotangent[a:b])
+                                for a, b in chunks(len(x), size)])
+
+    def _vjp(self, x: Native, cotangent: Native) -> Native:
+        raise UnsupportedError(f"the {self.name} backend has no vector-Jacobian product")
+
+    def max_batch(self, x: Native, backward: bool = True, total: int | None = None) -> int:
+        """How many samples shaped like ``x[0]`` fit in one pass under the budget.
+
+        At most ``total`` (default ``len(x)``): pass the number of points a method
+        wants to evaluate when it is larger than the batch (paths, masks).
+        """
         per_sample = self.bytes_per_sample(x)
         if not backward:
             per_sample = max(per_sample // 3, 1)
-        return chunk_size(per_sample, self.budget, len(x))
+        return chunk_size(per_sample, self.budget, len(x) if total is None else total)
 
     def bytes_per_sample(self, x: Native) -> int:
         """Estimated peak memory of one sample's forward-backward pass (cached per shape)."""
@@ -238,6 +277,39 @@ class Backend(abc.ABC):
         if key not in self._bytes_per_sample:
             self._bytes_per_sample[key] = self._estimate_bytes_per_sample(x[:1])
         return self._bytes_per_sample[key]
+
+    # --- model copies (sanity checks) ---------------------------------------------------------
+    def parameter_layers(self) -> list[str]:
+        """Names of the layers that own trainable parameters, in model order."""
+        raise UnsupportedError(f"the {self.name} backend cannot list parameter layers")
+
+    def randomized_copy(self, layers: Sequence[str], seed: int | None = None) -> Any:
+        """A copy of the model with the parameters of ``layers`` redrawn at random.
+
+        The model itself is never modified. See :mod:`crosslens.backends.randomize`
+        for the draws (seeded per layer, same values for PyTorch and Keras).
+        """
+        raise UnsupportedError(f"the {self.name} backend cannot copy models")
+
+    # --- layer shapes -------------------------------------------------------------------
+    def layer_shapes(self, x: Native) -> dict[str, tuple[int, ...]]:
+        """Per-sample output shape of every layer that ran on ``x[:1]``, in execution order
+        (a container after its children); layers whose output is not one tensor are left out.
+        """
+        key = tuple(self.ops.shape(x)[1:])
+        if key not in self._shapes:
+            self._shapes[key] = self._layer_shapes(x[:1])
+        return dict(self._shapes[key])
+
+    def spatial_layers(self, x: Native) -> list[str]:
+        """Layers with an image-like output (rank 4, more than one spatial position), in
+        execution order: the candidates for class activation maps."""
+        axes = (2, 3) if self.layout == "channels_first" else (1, 2)
+        return [name for name, shape in self.layer_shapes(x).items()
+                if len(shape) == 3 and shape[axes[0] - 1] * shape[axes[1] - 1] > 1]
+
+    def _layer_shapes(self, x1: Native) -> dict[str, tuple[int, ...]]:
+        raise UnsupportedError(f"the {self.name} backend cannot list layer shapes")
 
     # --- to implement per framework ---------------------------------------------------------
     @abc.abstractmethod

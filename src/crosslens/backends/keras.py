@@ -25,30 +25,38 @@ import numpy as np
 import tensorflow as tf
 
 from ..core.errors import DisconnectedError, TargetError, UnsupportedError
-from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
-                            ScoreTarget, TargetSpec, check_class_range)
+from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
+                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range)
 from .base import ArrayOps, Backend, GradientResult
 from .checks import (check_finite, check_image_input, check_unit, class_output_message,
                      disconnected_message, multiple_outputs_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override"})
-RULES = {"guided": "CrosslensGuidedRelu", "deconv": "CrosslensDeconvRelu"}
+                          "layer_override", "forward"})
+RULES = ("guided", "deconv")
+_RELU_OPS = ("Relu", "Relu6")
+
+
+def _override_name(rule: str, op_type: str) -> str:
+    return f"Crosslens{rule.capitalize()}{op_type}"
 
 
 def _register_relu_gradients() -> None:
     # New gradient names only; nothing existing in TensorFlow's registry is changed.
     def guided(op, grad):
-        return tf.nn.relu(grad) * tf.cast(op.outputs[0] > 0, grad.dtype)
+        out = op.outputs[0]
+        passing = out > 0 if op.type == "Relu" else tf.logical_and(out > 0, out < 6)
+        return tf.nn.relu(grad) * tf.cast(passing, grad.dtype)
 
     def deconv(op, grad):
         return tf.nn.relu(grad)
 
-    for name, fn in (("CrosslensGuidedRelu", guided), ("CrosslensDeconvRelu", deconv)):
-        try:
-            tf.RegisterGradient(name)(fn)
-        except KeyError:  # already registered (module re-imported)
-            pass
+    for rule, fn in (("guided", guided), ("deconv", deconv)):
+        for op_type in _RELU_OPS:
+            try:
+                tf.RegisterGradient(_override_name(rule, op_type))(fn)
+            except KeyError:  # already registered (module re-imported)
+                pass
 
 
 _register_relu_gradients()
@@ -111,6 +119,32 @@ class KerasOps(ArrayOps):
     def shape(self, array):
         return tuple(int(s) for s in array.shape)
 
+    def transpose(self, array, axes):
+        return tf.transpose(array, perm=list(axes))
+
+    def resize_bilinear(self, array, size):
+        # tf.image.resize(method="bilinear") samples the same half-pixel points but always
+        # returns float32; separable gathers with viz.resize_bilinear's weights keep the
+        # dtype (float64 models stay exact) and give the same values.
+        from ..viz.resize import _axis_weights
+        out = array
+        for axis, n_out in ((1, int(size[0])), (2, int(size[1]))):
+            i0, i1, w1 = _axis_weights(int(out.shape[axis]), n_out)
+            shape = [1, 1, 1]
+            shape[axis] = n_out
+            w = tf.constant(w1.reshape(shape), dtype=out.dtype)
+            out = tf.gather(out, i0, axis=axis) * (1.0 - w) + tf.gather(out, i1, axis=axis) * w
+        return out
+
+    def exp(self, array):
+        return tf.exp(array)
+
+    def log(self, array):
+        return tf.math.log(array)
+
+    def matmul(self, a, b):
+        return tf.linalg.matmul(a, b)
+
 
 class KerasBackend(Backend):
     """Backend for Keras 3 models on the TensorFlow backend (see the module docstring)."""
@@ -159,6 +193,33 @@ class KerasBackend(Backend):
         if not inputs or len(inputs) != 1:
             return None
         return tuple(inputs[0].shape)
+
+    # --- model copies (sanity checks) ---------------------------------------------------
+    def parameter_layers(self) -> list[str]:
+        return [name for name, layer in self._layers.items()
+                if not getattr(layer, "layers", None) and _parameters(layer)]
+
+    def randomized_copy(self, layers: Sequence[str], seed: int | None = None) -> keras.Model:
+        from .randomize import layer_rng, random_like
+        try:  # the user's model is never touched: clone, then copy its weights over
+            clone = keras.models.clone_model(self.model)
+            clone.set_weights(self.model.get_weights())
+        except Exception as error:
+            raise UnsupportedError(
+                f"cannot copy this Keras model with keras.models.clone_model ({error}); "
+                "randomization checks need a Functional or Sequential model") from error
+        cloned = dict(_walk_layers(clone))
+        for name in layers:
+            rng = layer_rng(seed, name)
+            layer = cloned[self.resolve_layer(name)]
+            for variable in _parameters(layer):
+                values = np.asarray(variable.numpy())
+                # drawn in PyTorch's layout, so both frameworks get the same weights
+                perm = {4: (2, 3, 1, 0), 2: (1, 0)}.get(values.ndim) \
+                    if "kernel" in variable.path and "Depthwise" not in type(layer).__name__ \
+                    else None
+                variable.assign(random_like(values, rng, perm).astype(values.dtype))
+        return clone
 
     # --- data -------------------------------------------------------------------------
     def prepare(self, x: Any) -> tf.Tensor:
@@ -216,21 +277,50 @@ class KerasBackend(Backend):
         key = ("activations", tuple(x.shape[1:]), layers)
         return self._compiled(key, run, [self._signature(x)])(x)
 
+    def _layer_shapes(self, x1):
+        shapes: dict = {}
+
+        def recording(name, call):
+            def patched(*args, **kwargs):
+                output = call(*args, **kwargs)
+                if isinstance(output, tf.Tensor) and name not in shapes:
+                    shapes[name] = tuple(int(s) for s in output.shape[1:])
+                return output
+            return patched
+
+        patched = []
+        try:  # one eager call, the layers' own call put back in finally
+            for name, layer in self._layers.items():
+                patched.append((layer, layer.__dict__.get("call")))
+                layer.call = recording(name, layer.call)
+            self.model(x1, training=False)
+        finally:
+            for layer, own in reversed(patched):
+                if own is None:
+                    del layer.call
+                else:
+                    layer.call = own
+        return shapes
+
     def _gradient(self, x, target, wrt, rule, capture, replace):
         replace = replace or {}
         layers = set(capture) | set(replace)
         if isinstance(target, (NeuronTarget, ChannelTarget)):
             layers.add(target.layer)
+        if isinstance(target, ObjectiveTarget):
+            layers.update(target.layers)
         layers = tuple(sorted(layers | ({wrt} if wrt else set())))
         names = tuple(sorted(replace))
         if rule is not None and rule not in RULES:
-            raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {tuple(RULES)}")
+            raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {RULES}")
         if isinstance(target, ClassTarget):
             check_class_range(target.indices, self._output_count(x))
             index = tf.constant(target.indices, dtype=tf.int64)
         else:
             index = tf.zeros([len(x)], dtype=tf.int64)
-        target_key = (type(target).__name__, getattr(target, "fn", None),
+        # An objective is keyed by its structure, not its closure: no retrace per step.
+        fn_key = target.key if isinstance(target, ObjectiveTarget) else getattr(target, "fn", None)
+        target_key = (type(target).__name__, fn_key,
                       getattr(target, "layer", None), getattr(target, "index", None),
                       getattr(target, "channel", None))
 
@@ -238,10 +328,17 @@ class KerasBackend(Backend):
             store: dict = {}
             with ExitStack() as stack:
                 stack.enter_context(self._patched(layers, store, dict(zip(names, replacements))))
+                graph = tf.compat.v1.get_default_graph()
                 if rule is not None:
-                    graph = tf.compat.v1.get_default_graph()
-                    stack.enter_context(graph.gradient_override_map({"Relu": RULES[rule]}))
+                    stack.enter_context(graph.gradient_override_map(
+                        {op: _override_name(rule, op) for op in _RELU_OPS}))
                 outputs = self.model(x, training=False)
+            if rule is not None and not any(op.type in _RELU_OPS
+                                            for op in graph.get_operations()):
+                raise UnsupportedError(
+                    f"the {rule} rule changes the backward pass of ReLUs, but this model ran "
+                    "no ReLU or ReLU6; the result would silently equal the plain gradient. "
+                    "Use saliency for this model")
             score = self._score(outputs, store, target, index)
             (grad,) = tf.gradients(score, [x if wrt is None else store[wrt]])
             if grad is None:
@@ -259,9 +356,26 @@ class KerasBackend(Backend):
         grad, out, score, acts, single = fn(x, index, *[replace[n] for n in names])
         return GradientResult(grad, out if bool(single) else None, score, dict(acts))
 
+    def _vjp(self, x, cotangent):
+        def run(x, cotangent):
+            outputs = _single_output(self.model(x, training=False), "vector-Jacobian product")
+            if tuple(outputs.shape[1:]) != tuple(cotangent.shape[1:]):
+                from ..core.errors import InputError
+                raise InputError(f"the cotangent has shape (N, {tuple(cotangent.shape[1:])}); "
+                                 f"the model's output has shape (N, {tuple(outputs.shape[1:])})")
+            (grad,) = tf.gradients(outputs, [x], grad_ys=[cotangent])
+            if grad is None:
+                raise DisconnectedError(disconnected_message(None))
+            return grad
+
+        signature = [self._signature(x), self._signature(cotangent)]
+        key = ("vjp", tuple(x.shape[1:]), tuple(cotangent.shape[1:]))
+        return self._compiled(key, run, signature)(x, cotangent)
+
     def _score(self, outputs, store, target: TargetSpec, index) -> tf.Tensor:
-        if isinstance(target, ScoreTarget):
-            score = target.fn(outputs)
+        if isinstance(target, (ScoreTarget, ObjectiveTarget)):
+            score = target.fn(outputs) if isinstance(target, ScoreTarget) else target.fn(
+                self.ops, {name: store[name] for name in target.layers}, outputs)
             if not isinstance(score, tf.Tensor):
                 score = tf.convert_to_tensor(score)
             if score.shape.rank == 2 and score.shape[1] == 1:
@@ -334,6 +448,13 @@ def _input_dtype(model: Any) -> str:
         if dtype and "float" in dtype:
             return dtype
     return getattr(model, "compute_dtype", None) or "float32"
+
+
+def _parameters(layer: Any) -> list:
+    """A layer's learned weights (of a frozen layer too), without BatchNorm statistics."""
+    weights = [] if getattr(layer, "layers", None) else list(layer.weights)
+    return [w for w in weights if w.trainable or (
+        not layer.trainable and not w.path.endswith(("moving_mean", "moving_variance")))]
 
 
 def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -25,14 +25,14 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..core.errors import DisconnectedError, InputError, TargetError, UnsupportedError
-from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
-                            ScoreTarget, TargetSpec, check_class_range)
+from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
+                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range)
 from .base import ArrayOps, Backend, GradientResult
 from .checks import (check_finite, check_image_input, check_unit, class_output_message,
                      disconnected_message, multiple_outputs_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override"})
+                          "layer_override", "forward"})
 
 
 class TorchOps(ArrayOps):
@@ -91,20 +91,39 @@ class TorchOps(ArrayOps):
     def shape(self, array):
         return tuple(array.shape)
 
+    def transpose(self, array, axes):
+        return array.permute(*axes)
+
+    def resize_bilinear(self, array, size):
+        out = F.interpolate(array[:, None], size=tuple(int(s) for s in size), mode="bilinear",
+                            align_corners=False, antialias=False)
+        return out[:, 0]
+
+    def exp(self, array):
+        return array.exp()
+
+    def log(self, array):
+        return array.log()
+
+    def matmul(self, a, b):
+        return torch.matmul(a, b)
+
 
 # --- ReLU rules ---------------------------------------------------------------------------
 
 class _ReluWithRule(torch.autograd.Function):
-    """ReLU forward; backward by rule: ``guided`` = relu'(x)·max(g, 0), ``deconv`` = max(g, 0)."""
+    """ReLU (or ReLU6 when ``top`` is set) forward; backward by rule:
+    ``guided`` = relu'(x)·max(g, 0), ``deconv`` = max(g, 0)."""
 
     @staticmethod
-    def forward(ctx, x, rule, inplace):
+    def forward(ctx, x, rule, inplace, top):
         if inplace:
-            out = x.clamp_(min=0)
+            out = x.clamp_(min=0, max=top)
             ctx.mark_dirty(x)
         else:
-            out = x.clamp(min=0)
+            out = x.clamp(min=0, max=top)
         ctx.rule = rule
+        ctx.top = top
         ctx.save_for_backward(out)
         return out
 
@@ -113,26 +132,44 @@ class _ReluWithRule(torch.autograd.Function):
         (out,) = ctx.saved_tensors
         grad = grad.clamp(min=0)
         if ctx.rule == "guided":
-            grad = grad * (out > 0).to(grad.dtype)
-        return grad, None, None
+            passing = out > 0 if ctx.top is None else (out > 0) & (out < ctx.top)
+            grad = grad * passing.to(grad.dtype)
+        return grad, None, None, None
 
 
+# ReLU entry points -> whether they work in place.
 _RELU_FUNCS = {F.relu: False, torch.relu: False, torch.Tensor.relu: False,
                torch.relu_: True, torch.Tensor.relu_: True, F.relu_: True}
 
 
 class _ReluRuleMode(TorchFunctionMode):
+    """Reroutes ReLU and ReLU6 (``F.relu6``, ``nn.ReLU6`` = ``hardtanh(0, 6)``) calls."""
+
     def __init__(self, rule: str) -> None:
         super().__init__()
         self.rule = rule
+        self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _RELU_FUNCS:
             inplace = _RELU_FUNCS[func] or bool(kwargs.get("inplace", False)) or (
                 func is F.relu and len(args) > 1 and bool(args[1]))
-            return _ReluWithRule.apply(args[0], self.rule, inplace)
+            self.calls += 1
+            return _ReluWithRule.apply(args[0], self.rule, inplace, None)
+        if func is F.relu6 or (func is F.hardtanh and _is_relu6(args, kwargs)):
+            inplace = bool(kwargs.get("inplace", args[3] if len(args) > 3 else False)) \
+                if func is F.hardtanh else bool(kwargs.get("inplace", args[1] if len(args) > 1
+                                                             else False))
+            self.calls += 1
+            return _ReluWithRule.apply(args[0], self.rule, inplace, 6.0)
         return func(*args, **kwargs)
+
+
+def _is_relu6(args: tuple, kwargs: dict) -> bool:
+    low = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
+    high = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
+    return float(low) == 0.0 and float(high) == 6.0
 
 
 RULES = ("guided", "deconv")
@@ -175,6 +212,27 @@ class TorchBackend(Backend):
                 return name
         return None
 
+    # --- model copies (sanity checks) ---------------------------------------------------
+    def parameter_layers(self) -> list[str]:
+        return [name for name, module in self._modules.items()
+                if any(p.requires_grad for p in module.parameters(recurse=False))]
+
+    def randomized_copy(self, layers: Sequence[str], seed: int | None = None) -> torch.nn.Module:
+        if self.is_script:
+            raise UnsupportedError("randomized copies need the eager nn.Module, not TorchScript")
+        import copy
+
+        from .randomize import layer_rng, random_like
+        clone = copy.deepcopy(self.model)  # the user's model is never touched
+        modules = dict(clone.named_modules())
+        with torch.no_grad():
+            for name in layers:
+                rng = layer_rng(seed, name)
+                for param in modules[self.resolve_layer(name)].parameters():
+                    values = random_like(param.detach().cpu().numpy(), rng)
+                    param.copy_(torch.as_tensor(values, dtype=param.dtype))
+        return clone
+
     # --- session ----------------------------------------------------------------------
     @contextmanager
     def _model_state(self) -> Iterator[None]:
@@ -191,28 +249,42 @@ class TorchBackend(Backend):
             for p, flag in flags:
                 p.requires_grad_(flag)
 
-    def max_batch(self, x, backward=True):
+    def max_batch(self, x, backward=True, total=None):
         if self.device.type == "cuda":  # never plan past what the device has free
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = self.budget
             self.budget = min(budget, int(free * 0.8))
             try:
-                return super().max_batch(x, backward)
+                return super().max_batch(x, backward, total)
             finally:
                 self.budget = budget
-        return super().max_batch(x, backward)
+        return super().max_batch(x, backward, total)
 
     # --- data -----------------------------------------------------------------------------
     def prepare(self, x: Any) -> torch.Tensor:
         shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+        native = self.ops.asarray(x)
         if self._first is not None:
             kind, rank, channels = self._first
-            check_image_input(shape, rank, channels,
-                              "channels_first" if kind.startswith("Conv") else "features",
-                              framework="PyTorch")
-        native = self.ops.asarray(x)
+            try:
+                check_image_input(shape, rank, channels,
+                                  "channels_first" if kind.startswith("Conv") else "features",
+                                  framework="PyTorch")
+            except InputError:
+                # The first layer is found by registration order, which need not be the
+                # order of execution: only report when the model indeed rejects the input.
+                if not self._accepts(native[:1] if native.ndim else native):
+                    raise
         check_finite(bool(torch.isfinite(native).all()), shape)
         return native
+
+    def _accepts(self, sample: torch.Tensor) -> bool:
+        try:
+            with torch.no_grad():
+                self.model(sample)
+        except Exception:
+            return False
+        return True
 
     def restore(self, native: torch.Tensor, like: Any) -> Any:
         native = native.detach()
@@ -235,10 +307,33 @@ class TorchBackend(Backend):
             self.model(x)
         return {name: store[name] for name in layers}
 
+    def _layer_shapes(self, x1):
+        if self.is_script:
+            raise UnsupportedError("listing layer shapes needs forward hooks, which "
+                                   "TorchScript modules do not support. Load the eager nn.Module")
+        shapes: dict = {}
+
+        def record(name):
+            def hook(module, inputs, output):
+                if isinstance(output, torch.Tensor) and name not in shapes:
+                    shapes[name] = tuple(output.shape[1:])
+            return hook
+
+        handles = [m.register_forward_hook(record(n)) for n, m in self._modules.items()]
+        try:
+            with torch.no_grad():
+                self.model(x1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return shapes
+
     def _gradient(self, x, target, wrt, rule, capture, replace):
         layers = set(capture) | set(replace or {})
         if isinstance(target, (NeuronTarget, ChannelTarget)):
             layers.add(target.layer)
+        if isinstance(target, ObjectiveTarget):
+            layers.update(target.layers)
         with ExitStack() as stack:
             stack.enter_context(torch.enable_grad())
             if rule is not None:
@@ -259,9 +354,25 @@ class TorchBackend(Backend):
             score.detach(),
             {name: store[name].detach() for name in capture})
 
+    def _vjp(self, x, cotangent):
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            outputs = _single_output(self.model(leaf), "vector-Jacobian product")
+            if tuple(outputs.shape) != tuple(cotangent.shape):
+                raise InputError(f"the cotangent has shape {tuple(cotangent.shape)}; the "
+                                 f"model's output has shape {tuple(outputs.shape)}")
+            (grad,) = torch.autograd.grad(outputs, leaf, grad_outputs=cotangent,
+                                          allow_unused=True)
+        if grad is None:
+            raise DisconnectedError(disconnected_message(None))
+        return grad.detach()
+
     def _score(self, outputs: Any, store: dict, target: TargetSpec, n: int) -> torch.Tensor:
         if isinstance(target, ScoreTarget):
             return _per_sample(target.fn(outputs), n)
+        if isinstance(target, ObjectiveTarget):
+            acts = {name: store[name] for name in target.layers}
+            return _per_sample(target.fn(self.ops, acts, outputs), n)
         if isinstance(target, (NeuronTarget, ChannelTarget)):
             return _unit_score(store[target.layer], target)
         outputs = _single_output(outputs, "class target")
@@ -282,8 +393,14 @@ class TorchBackend(Backend):
             raise UnsupportedError(
                 "ReLU rules (guided backprop, deconvnet) cannot be applied to a TorchScript "
                 "module: TorchScript bypasses Python dispatch. Load the eager nn.Module")
-        with _ReluRuleMode(rule):
+        mode = _ReluRuleMode(rule)
+        with mode:
             yield
+        if mode.calls == 0:
+            raise UnsupportedError(
+                f"the {rule} rule changes the backward pass of ReLUs, but this model ran no "
+                "ReLU or ReLU6; the result would silently equal the plain gradient. Use "
+                "saliency for this model")
 
     @contextmanager
     def _hooks(self, layers: Sequence[str], replace: dict, wrt: str | None
@@ -348,13 +465,18 @@ def _make_hook(name: str, store: dict, replacement: Any, make_leaf: bool):
 def _first_shape_layer(model: torch.nn.Module) -> tuple[str, int, int] | None:
     """(kind, expected input rank, channels/features) of the first conv or linear layer."""
     ranks = {"Conv1d": 3, "Conv2d": 4, "Conv3d": 5, "Linear": 2}
-    for module in model.modules():
-        kind = getattr(module, "original_name", type(module).__name__)
-        if kind in ranks:
+    classes = {torch.nn.Conv1d: "Conv1d", torch.nn.Conv2d: "Conv2d", torch.nn.Conv3d: "Conv3d"}
+    modules = list(model.modules())
+    # Prefer convolutions: a dense head is often registered before the conv stem.
+    for wanted in (("Conv1d", "Conv2d", "Conv3d"), ("Linear",)):
+        for module in modules:
+            kind = next((name for cls, name in classes.items() if isinstance(module, cls)),
+                        "Linear" if isinstance(module, torch.nn.Linear) else
+                        getattr(module, "original_name", type(module).__name__))
+            if kind not in wanted:
+                continue
             count = getattr(module, "in_channels", getattr(module, "in_features", None))
-            if isinstance(count, int):
-                return kind, ranks[kind], count
-            return None
+            return (kind, ranks[kind], count) if isinstance(count, int) else None
     return None
 
 

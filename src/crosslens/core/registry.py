@@ -21,6 +21,7 @@ CAPABILITIES = {
     "activations": "values of named layers",
     "relu_override": "scoped replacement of ReLU gradients (guided backprop, deconvnet)",
     "layer_override": "replacing a layer's output with given values",
+    "forward": "model outputs without gradients (perturbation methods)",
 }
 
 

@@ -129,7 +129,36 @@ class ChannelTarget:
         return self
 
 
-TargetSpec = Union[ClassTarget, PredictedTarget, ScoreTarget, NeuronTarget, ChannelTarget]
+@dataclass(frozen=True)
+class ObjectiveTarget:
+    """Score = ``fn(ops, activations, outputs)``: any function of layers and outputs.
+
+    ``fn`` is written with the backend's :class:`~crosslens.backends.base.ArrayOps` on
+    native arrays (so it runs inside the framework's own differentiation, and at trace
+    time for compiled backends) and returns one score per sample; ``activations`` maps
+    each name in ``layers`` (canonical names) to that layer's output. ``key`` identifies
+    the function (compiled backends cache their trace by it: equal keys must mean equal
+    functions). ``slicer(start, stop)`` returns the target for a chunk of the batch when
+    ``fn`` holds per-sample constants; ``None`` means ``fn`` is chunk-independent.
+    Used by feature visualization (:mod:`crosslens.featurevis.objectives`).
+    """
+
+    layers: tuple[str, ...]
+    fn: Callable[[Any, dict, Any], Any]
+    key: Any
+    slicer: Callable[[int, int], "ObjectiveTarget"] | None = None
+
+    def repeat(self, k: int) -> "ObjectiveTarget":
+        if k != 1 and self.slicer is not None:
+            raise TargetError("this objective has per-sample terms and cannot be tiled")
+        return self
+
+    def take(self, start: int, stop: int) -> "ObjectiveTarget":
+        return self if self.slicer is None else self.slicer(start, stop)
+
+
+TargetSpec = Union[ClassTarget, PredictedTarget, ScoreTarget, NeuronTarget, ChannelTarget,
+                   ObjectiveTarget]
 UserTarget = Union[int, Sequence[int], str, Callable[[Any], Any], Neuron, Channel, None]
 
 
@@ -209,4 +238,6 @@ def describe(target: TargetSpec) -> Any:
         return f"channel {target.layer}[{target.channel}]"
     if isinstance(target, ScoreTarget):
         return getattr(target.fn, "__name__", "score")
+    if isinstance(target, ObjectiveTarget):
+        return "objective"
     return "predicted"

@@ -74,7 +74,8 @@ def gaussian_blur(array: np.ndarray, sigma: float, axes: Sequence[int]) -> np.nd
     for axis in axes:
         pad = [(0, 0)] * out.ndim
         pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="reflect" if out.shape[axis] > radius else "edge")
+        # np.pad reflects repeatedly when the radius exceeds the axis (scipy's "mirror")
+        padded = np.pad(out, pad, mode="reflect")
         moved = np.moveaxis(padded, axis, -1)
         windows = np.lib.stride_tricks.sliding_window_view(moved, 2 * radius + 1, axis=-1)
         out = np.moveaxis(windows @ taps, -1, axis)

@@ -42,7 +42,14 @@ def integrated_gradients(ctx: Context, *, baseline: Any = "zeros", steps: int = 
     completeness
         Also compute ``f(x) - f(baseline)`` and report, in ``info``, the relative error
         of ``sum(attributions)`` against it per sample (two extra passes).
+
+    With ``layer=...``: layer integrated gradients (Captum ``LayerIntegratedGradients``),
+    see :func:`crosslens.methods.layer.layer_integrated_gradients`.
     """
+    if ctx.layer is not None:
+        from .layer import layer_integrated_gradients
+        return layer_integrated_gradients(ctx, baseline=baseline, steps=steps, rule=rule,
+                                          blur_sigma=blur_sigma, completeness=completeness)
     target = ctx.fixed_target()
     alphas, weights = integration_points(rule, steps)
     baselines = [make_baseline(ctx, spec, blur_sigma) for spec in as_baseline_list(baseline)]

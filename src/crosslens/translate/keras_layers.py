@@ -31,7 +31,7 @@ _UNARY = {
     "erf": ops.erf,
     "reciprocal": lambda x: 1.0 / x,
     "softplus": ops.softplus,
-    "softsign": ops.soft_sign,
+    "softsign": ops.softsign,
     "elu": ops.elu,
     "selu": ops.selu,
     "floor": ops.floor,

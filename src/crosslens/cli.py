@@ -1,0 +1,138 @@
+"""The ``crosslens`` command.
+
+::
+
+    crosslens methods [--markdown]
+    crosslens explain MODEL IMAGE --method integrated_gradients [--target 285]
+                      [--layer NAME] [--option steps=64] --out ig.png
+    crosslens demo [--out out/demo]
+
+MODEL is a ``.keras`` file (loaded with ``safe_mode``), a TorchScript ``.pt``, an
+``.onnx`` file, or ``module:callable`` returning a model. Loading never unpickles
+arbitrary objects.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from typing import Any
+
+import numpy as np
+
+PREPROCESSING = {
+    "unit": (0.0, 1.0),  # pixels in [0, 1]
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "lite": (127.0 / 255.0, 128.0 / 255.0),  # EfficientNet-Lite: (p - 127) / 128
+    "255": (0.0, 1.0 / 255.0),  # pixels in [0, 255]
+    "symmetric": (0.5, 0.5),  # pixels in [-1, 1]
+}
+
+
+def _option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"options are key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _target(text: str) -> Any:
+    if text == "predicted":
+        return text
+    values = [int(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 else values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crosslens", description=(
+        "Cross-framework neural-network introspection."))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("methods", help="list the methods and the backends running them")
+    listing.add_argument("--markdown", action="store_true", help="print a markdown table")
+
+    explain = commands.add_parser("explain", help="explain a model's prediction on an image")
+    explain.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
+    explain.add_argument("image", help="image file, or a scikit-image sample name (chelsea)")
+    explain.add_argument("--method", default="saliency")
+    explain.add_argument("--target", type=_target, default="predicted",
+                         help="class index, comma-separated indices, or 'predicted'")
+    explain.add_argument("--layer", help="layer name for layer methods")
+    explain.add_argument("--size", type=int, default=224, help="square input size")
+    explain.add_argument("--preprocess", choices=sorted(PREPROCESSING), default="imagenet",
+                         help="pixel normalization the model expects")
+    explain.add_argument("--option", type=_option, action="append", default=[],
+                         metavar="KEY=VALUE", help="method option, repeatable")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--out", default="explanation.png", help="PNG to write")
+    explain.add_argument("--save-array", help="also save the raw attributions (.npy)")
+
+    demo = commands.add_parser("demo", help="the EfficientNet-Lite0 demo on bundled photos")
+    demo.add_argument("--out", default="out/demo")
+    demo.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+
+    _add_optional_commands(commands)
+    return parser
+
+
+def _add_optional_commands(commands: Any) -> None:
+    """Subcommands owned by optional subpackages (evaluation, comparison)."""
+    try:
+        from .evaluate.cli import add_arguments as add_evaluate
+    except ImportError:
+        return
+    add_evaluate(commands.add_parser("evaluate", help="evaluate attribution methods"))
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    import crosslens as cl
+    from crosslens.backends import get_backend
+    from crosslens.loading import load_model
+    from crosslens.zoo import load_image
+
+    model = load_model(args.model)
+    image = load_image(args.image, args.size)
+    mean, std = (np.asarray(v, dtype=np.float32) for v in PREPROCESSING[args.preprocess])
+    batch = ((image - mean) / std)[None].astype(np.float32)
+    if get_backend(model).layout == "channels_first":
+        batch = np.ascontiguousarray(np.transpose(batch, (0, 3, 1, 2)))
+    exp = cl.explain(model, batch, args.method, target=args.target, layer=args.layer,
+                     seed=args.seed, **dict(args.option))
+    exp.inputs = batch  # shown as the model saw it; the viz rescales for display
+    exp.save(args.out)
+    if args.save_array:
+        np.save(args.save_array, exp.numpy())
+    print(f"{exp.method}: target {exp.target}, wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .core.errors import CrosslensError
+
+    try:
+        if args.command == "methods":
+            import crosslens as cl
+            table = cl.methods()
+            print(table.markdown() if args.markdown else repr(table))
+            return 0
+        if args.command == "explain":
+            return run_explain(args)
+        if args.command == "demo":
+            from .demo import run
+            run(args.out, args.methods)
+            return 0
+        if args.command == "evaluate":
+            from .evaluate.cli import run_evaluate
+            return run_evaluate(args)
+    except CrosslensError as error:
+        print(f"crosslens: error: {error}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

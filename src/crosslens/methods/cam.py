@@ -1,0 +1,417 @@
+"""Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, Eigen-CAM, guided
+Grad-CAM, and the channel activation behind the channel-mask visualizer.
+
+Output convention: every CAM is an ``(N, H, W)`` map per sample, with no channel axis, on
+PyTorch and Keras alike (so the two compare directly). ``Explanation.image_maps()``
+returns such maps as they are. Guided Grad-CAM is the exception: it is a pixel
+attribution in the input's own layout.
+
+The layer (``layer=``) must have an image-like output (rank 4, more than one spatial
+position); by default it is the last such layer the forward pass runs
+(:meth:`Backend.spatial_layers`). Options shared by the maps:
+
+``relu`` (default ``True``)
+    Keep the positive part of the layer-resolution map, as the papers, Captum
+    (``relu_attributions=True``) and tf-keras-vis do; ``False`` returns the signed map.
+``upsample`` (default ``True``)
+    Resize the map bilinearly to the input's spatial size with half-pixel centres
+    (``align_corners=False``, Captum's ``LayerAttribution.interpolate(...,
+    "bilinear")``), natively; ``False`` returns the map at the layer's resolution.
+    The ReLU is applied before upsampling, as in Captum and tf-keras-vis.
+
+Formulas (``A_k`` the layer's channel ``k``, ``g_k = ∂S/∂A_k`` for the target score ``S``,
+sums over positions ``ij``, ``Z`` = number of positions):
+
+- Grad-CAM: ``Σ_k mean_ij(g_k) · A_k``;
+- Grad-CAM++: the authors' reference code, as tf-keras-vis: ``α = g² / (2g² +
+  g³ Σ_ij A_k)`` (0 where ``g = 0``), ``α`` normalized to sum 1 over positions, weights
+  ``w_k = Σ_ij α · relu(exp(S) g)``, map ``Σ_k w_k A_k``;
+- Score-CAM: ``Σ_k softmax(f(x ∘ M_k))_c · A_k`` with ``M_k`` the upsampled ``A_k``
+  scaled to ``[0, 1]`` (``(a - min) / (max - min + 1e-7)``), as tf-keras-vis;
+- Layer-CAM: ``Σ_k relu(g_k) ⊙ A_k``;
+- Eigen-CAM: the projection of the ``(Z, K)`` activation matrix on its first right
+  singular vector, with the sign that makes the map sum non-negative (class-agnostic);
+- CAM: ``Σ_k W_ck A_k`` with ``W`` the dense layer after global average pooling.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.chunking import chunks
+from ..core.errors import OptionError, UnsupportedError
+from ..core.registry import register
+from ..core.targets import ClassTarget
+from .base import Context, MethodResult
+from .scoring import channel_axis, forward_scores
+
+#: Score-CAM's mask normalization epsilon (``keras.backend.epsilon()``, as tf-keras-vis).
+SCORECAM_EPS = 1e-7
+#: Relative tolerance of CAM's check that the head is global average pooling + dense.
+HEAD_TOLERANCE = 1e-4
+
+
+# --- shared pieces --------------------------------------------------------------------------
+
+def _axes(ctx: Context) -> tuple[int, tuple[int, int]]:
+    """(channel axis, spatial axes) of a rank-4 layer output batch."""
+    return (1, (2, 3)) if channel_axis(ctx) == 0 else (3, (1, 2))
+
+
+def cam_layer(ctx: Context, method: str) -> str:
+    """The named layer, or the last spatial layer of the model."""
+    if ctx.layer is not None:
+        return ctx.layer
+    spatial = ctx.backend.spatial_layers(ctx.x)
+    if not spatial:
+        raise OptionError(f"{method} needs a layer with spatial dimensions (a rank-4 output "
+                          "with more than one position) and this model runs none; pass "
+                          "layer='name' (see cl.layers(model))")
+    return spatial[-1]
+
+
+def check_spatial(ctx: Context, method: str, layer: str, values: Any) -> None:
+    """Raise a clear error when ``layer``'s output has no spatial dimensions."""
+    shape = ctx.ops.shape(values)
+    _, (sh, sw) = _axes(ctx)
+    if len(shape) == 4 and shape[sh] * shape[sw] > 1:
+        return
+    spatial = ctx.backend.spatial_layers(ctx.x)[::-1]
+    layout = "(N, C, H, W)" if channel_axis(ctx) == 0 else "(N, H, W, C)"
+    hint = (f"spatial layers of this model, last first: {spatial[:6]}" if spatial else
+            "this model has no layer with spatial dimensions")
+    raise OptionError(f"{method} needs a layer with spatial dimensions, but layer {layer!r} "
+                      f"outputs shape {shape}; a class activation map needs an {layout} "
+                      f"output with H x W > 1. {hint}")
+
+
+def _check_flags(**flags: Any) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise OptionError(f"{name} must be True or False, got {value!r}")
+
+
+def input_size(ctx: Context) -> tuple[int, int]:
+    """Spatial size ``(H, W)`` of the input batch."""
+    shape = ctx.ops.shape(ctx.x)
+    if len(shape) != 4:
+        raise OptionError(f"upsample=True needs an image input (rank 4), got shape {shape}; "
+                          "pass upsample=False for the layer-resolution map")
+    return (shape[2], shape[3]) if ctx.backend.layout == "channels_first" else (shape[1], shape[2])
+
+
+def finish(ctx: Context, cam: Any, relu: bool, upsample: bool) -> Any:
+    """ReLU (optional), then bilinear upsampling to the input size (optional)."""
+    if relu:
+        cam = ctx.ops.relu(cam)
+    if upsample:
+        cam = ctx.ops.resize_bilinear(cam, input_size(ctx))
+    return cam
+
+
+def _layer_gradient(ctx: Context, method: str) -> tuple[str, Any, Any, Any]:
+    """(layer, activations A, gradient g, GradientResult) at the CAM layer."""
+    layer = cam_layer(ctx, method)
+    result = ctx.gradient(wrt=layer)
+    values = result.activations[layer]
+    check_spatial(ctx, method, layer, values)
+    return layer, values, result.grad, result
+
+
+def _result(cam: Any, outputs: Any, layer: str, relu: bool, upsample: bool,
+            **info: Any) -> MethodResult:
+    return MethodResult(cam, outputs, layer=layer,
+                        info=dict(info, cam_layer=layer, relu=bool(relu),
+                                  upsample=bool(upsample)))
+
+
+def _per_sample(ctx: Context, values: np.ndarray) -> Any:
+    """A numpy ``(N,)`` vector as a native ``(N, 1, 1, 1)`` array for broadcasting."""
+    return ctx.ops.asarray(np.asarray(values).reshape(-1, 1, 1, 1))
+
+
+# --- gradient-weighted maps -----------------------------------------------------------------
+
+@register("gradcam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("grad_cam",),
+          summary="Σ_k mean(∂S/∂A_k)·A_k at a spatial layer; ReLU, bilinear upsample; (N, H, W)",
+          reference="Selvaraju et al. 2017")
+def gradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """Grad-CAM: activations weighted by their spatially averaged gradient.
+
+    Equals Captum ``LayerGradCam(relu_attributions=True)`` followed by
+    ``LayerAttribution.interpolate(..., "bilinear")`` and tf-keras-vis ``Gradcam``.
+    """
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "gradcam")
+    ch, sp = _axes(ctx)
+    weights = ctx.ops.mean(grad, axis=sp, keepdims=True)
+    cam = ctx.ops.sum(weights * values, axis=ch)
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("gradcam_plus_plus", needs=("layer_grad", "activations"), family="cam",
+          aliases=("gradcampp", "grad_cam_plus_plus", "gradcam++"),
+          summary="Grad-CAM with pixel-wise weights α from higher-order gradients of exp(S)",
+          reference="Chattopadhyay et al. 2018")
+def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
+                      ) -> MethodResult:
+    """Grad-CAM++ as in the authors' code and tf-keras-vis ``GradcamPlusPlus``.
+
+    The score is ``Y = exp(S)``: its higher derivatives are ``exp(S) g^n``, so
+    ``exp(S)`` cancels from ``α`` and remains as a per-sample positive factor of the map
+    (computed in float64 and applied last).
+    """
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "gradcam_plus_plus")
+    ops = ctx.ops
+    ch, sp = _axes(ctx)
+    g2 = grad * grad
+    total = ops.sum(values, axis=sp, keepdims=True)
+    denominator = 2.0 * g2 + g2 * grad * total
+    nonzero = g2 > 0
+    one = ops.zeros_like(g2) + 1.0
+    alpha = ops.where(nonzero, g2 / ops.where(nonzero, denominator, one), ops.zeros_like(g2))
+    norm = ops.sum(alpha, axis=sp, keepdims=True)
+    alpha = alpha / ops.where(norm == 0.0, ops.zeros_like(norm) + 1.0, norm)
+    weights = ops.sum(alpha * ops.relu(grad), axis=sp, keepdims=True)
+    cam = ops.sum(weights * values, axis=ch)
+    scale = np.exp(ops.to_numpy(result.scores).astype(np.float64))
+    cam = cam * ops.asarray(scale.reshape(-1, 1, 1))
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("layercam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("layer_cam",),
+          summary="Σ_k relu(∂S/∂A_k)⊙A_k: position-wise positive gradients weight activations",
+          reference="Jiang et al. 2021")
+def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """Layer-CAM (tf-keras-vis ``Layercam``): gradients clipped at 0, elementwise weights."""
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "layercam")
+    ch, _ = _axes(ctx)
+    cam = ctx.ops.sum(ctx.ops.relu(grad) * values, axis=ch)
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("guided_gradcam", needs=("grad", "layer_grad", "activations", "relu_override"),
+          family="cam", aliases=("guided_grad_cam",),
+          summary="Guided backprop × upsampled Grad-CAM (input layout, pixel resolution)",
+          reference="Selvaraju et al. 2017")
+def guided_gradcam(ctx: Context, *, relu: bool = True) -> MethodResult:
+    """Guided Grad-CAM: guided backpropagation times the bilinearly upsampled Grad-CAM.
+
+    Attributions are in the input's layout (the map broadcasts over channels); equals
+    Captum ``GuidedGradCam(interpolate_mode="bilinear")``.
+    """
+    _check_flags(relu=relu)
+    target = ctx.fixed_target()
+    cam = gradcam(ctx.derive(target=target), relu=relu, upsample=True)
+    guided = ctx.gradient(target=target, rule="guided")
+    h, w = input_size(ctx)
+    n = ctx.n
+    shape = (n, 1, h, w) if ctx.backend.layout == "channels_first" else (n, h, w, 1)
+    attributions = guided.grad * ctx.ops.reshape(cam.attributions, shape)
+    return MethodResult(attributions, cam.outputs, layer=None,
+                        info={"cam_layer": cam.layer, "relu": bool(relu)})
+
+
+# --- CAM ---------------------------------------------------------------------------------------
+
+@register("cam", needs=("layer_grad", "layer_override", "activations"), family="cam",
+          aliases=("class_activation_map",),
+          summary="Σ_k W_ck·A_k for a global-average-pool + dense head (found and checked "
+                  "automatically)",
+          reference="Zhou et al. 2016")
+def cam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """Class activation map for models whose score is a dense layer on the global
+    average pool of ``layer``: ``M_c = Σ_k W_ck A_k``.
+
+    The head is found from the model itself, framework-free: for such a head the gradient
+    of the score w.r.t. ``A`` is ``W_c / Z`` at every position and for every value of
+    ``A``, and the score at ``A = 0`` is the bias ``b_c``. Both are measured (one pass
+    at ``A`` and one with ``A`` replaced by zeros) and checked, so any other head (an
+    MLP, a softmax output, a layer that is not the one pooled) is a clear error rather
+    than a wrong map. ``info["head_bias"]`` holds ``b_c``; ``mean_ij(M_c) + b_c = S``.
+    Zhou et al. show the signed map; ``relu=True`` (default, as every CAM here) clips it.
+    """
+    _check_flags(relu=relu, upsample=upsample)
+    target = ctx.fixed_target()
+    ctx = ctx.derive(target=target)
+    layer, values, grad, result = _layer_gradient(ctx, "cam")
+    ops = ctx.ops
+    ch, sp = _axes(ctx)
+    zero = ctx.gradient(wrt=layer, replace={layer: ops.zeros_like(values)})
+    weights = ops.mean(grad, axis=sp, keepdims=True)
+    _check_linear_head(ctx, layer, values, grad, weights, zero, result.scores)
+    positions = ops.shape(values)[sp[0]] * ops.shape(values)[sp[1]]
+    cam_map = ops.sum(weights * values, axis=ch) * float(positions)
+    bias = ops.to_numpy(zero.scores).astype(np.float64)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample,
+                   head_bias=bias)
+
+
+def _check_linear_head(ctx: Context, layer: str, values: Any, grad: Any, weights: Any,
+                       zero: Any, scores: Any) -> None:
+    """Raise unless the score is ``b + Σ W·GAP(A)`` around this input."""
+    ops = ctx.ops
+    g, g0 = ops.to_numpy(grad).astype(np.float64), ops.to_numpy(zero.grad).astype(np.float64)
+    w = ops.to_numpy(weights).astype(np.float64)
+    a = ops.to_numpy(values).astype(np.float64)
+    s, b = (ops.to_numpy(v).astype(np.float64) for v in (scores, zero.scores))
+    n = g.shape[0]
+    scale = np.abs(g).reshape(n, -1).max(axis=1) + 1e-300
+    varies = np.abs(g - w).reshape(n, -1).max(axis=1) > HEAD_TOLERANCE * scale
+    changes = np.abs(g - g0).reshape(n, -1).max(axis=1) > HEAD_TOLERANCE * scale
+    linear = (g * a).reshape(n, -1).sum(axis=1)
+    offset = np.abs(s - b - linear) > HEAD_TOLERANCE * (np.abs(s) + np.abs(b)
+                                                         + np.abs(g * a).reshape(n, -1).sum(1))
+    if varies.any() or changes.any() or offset.any():
+        why = ("varies over positions" if varies.any() else
+               "changes with the layer's values" if changes.any() else
+               "does not extrapolate linearly to the score")
+        raise UnsupportedError(
+            f"cam needs a head that is global average pooling of layer {layer!r} followed by "
+            f"a dense layer producing the score, but the gradient of the score w.r.t. "
+            f"{layer!r} {why}, so the score is not b + W·mean(A). Name the layer whose "
+            "global average pool feeds the final dense layer (and explain logits, not "
+            "probabilities), or use 'gradcam', which generalizes CAM to any head")
+
+
+# --- Score-CAM ------------------------------------------------------------------------------
+
+@register("scorecam", needs=("activations", "forward"), family="cam",
+          aliases=("score_cam",),
+          summary="Σ_k softmax(f(x∘M_k))_c·A_k, M_k the normalized upsampled channel; "
+                  "masked inputs in memory-bounded batches",
+          reference="Wang et al. 2020")
+def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+             softmax: bool = True) -> MethodResult:
+    """Score-CAM: each channel, upsampled and scaled to ``[0, 1]``, masks the input; the
+    masked input's target score weights the channel (tf-keras-vis ``Scorecam``).
+
+    ``softmax`` (default ``True``, as the paper and tf-keras-vis): the weight is the
+    target class probability, a softmax over the model's outputs; ``False`` uses the raw
+    target score (needed for neuron, channel and callable targets). All ``K·N`` masked
+    inputs are evaluated in chunks as large as the memory budget allows.
+    """
+    _check_flags(relu=relu, upsample=upsample, softmax=softmax)
+    target = ctx.fixed_target()
+    if softmax and not isinstance(target, ClassTarget):
+        raise OptionError("scorecam's softmax=True weights channels by a class probability; "
+                          "for neuron, channel or callable targets pass softmax=False")
+    ops = ctx.ops
+    layer = cam_layer(ctx, "scorecam")
+    values = ctx.backend.activations(ctx.x, [layer])[layer]
+    check_spatial(ctx, "scorecam", layer, values)
+    ch, _ = _axes(ctx)
+    n, k = ctx.n, ops.shape(values)[ch]
+    # channel-major (K, N, h, w), so a chunk of channels is a contiguous slice
+    order = (1, 0, 2, 3) if ch == 1 else (3, 0, 1, 2)
+    channels = ops.transpose(values, order)
+    size = input_size(ctx)
+    mask_shape = (1, 1) if ctx.backend.layout == "channels_first" else (1,)
+    per_pass = max(1, ctx.backend.max_batch(ctx.x, backward=False, total=n * k) // n)
+    weights = np.empty((k, n))
+    for start, stop in chunks(k, per_pass):
+        m = stop - start
+        maps = ops.resize_bilinear(ops.reshape(channels[start:stop], (m * n,) + ops.shape(
+            channels)[2:]), size)
+        low = ops.min(maps, axis=(1, 2), keepdims=True)
+        high = ops.max(maps, axis=(1, 2), keepdims=True)
+        masks = (maps - low) / (high - low + SCORECAM_EPS)
+        if ctx.backend.layout == "channels_first":
+            masks = ops.reshape(masks, (m * n,) + mask_shape + tuple(size))
+        else:
+            masks = ops.reshape(masks, (m * n,) + tuple(size) + mask_shape)
+        points = ops.repeat_batch(ctx.x, m) * masks
+        weights[start:stop] = _masked_scores(ctx, points, target.repeat(m), softmax
+                                             ).reshape(m, n)
+    w = ops.asarray(weights.reshape(k, n, 1, 1))
+    cam_map = ops.sum(channels * w, axis=0)
+    return _result(finish(ctx, cam_map, relu, upsample), None, layer, relu, upsample,
+                   softmax=bool(softmax), chunk_channels=per_pass)
+
+
+def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.ndarray:
+    """Target score (or class probability) of each masked input, float64 numpy."""
+    if not softmax:
+        return forward_scores(ctx, points, target)
+    outputs = ctx.ops.to_numpy(ctx.backend.forward(points)).astype(np.float64)
+    if outputs.ndim != 2:
+        from ..backends.checks import class_output_message
+        from ..core.errors import TargetError
+        raise TargetError(class_output_message(outputs.shape))
+    outputs = outputs - outputs.max(axis=1, keepdims=True)
+    probabilities = np.exp(outputs)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return probabilities[np.arange(len(outputs)), target.indices]
+
+
+# --- Eigen-CAM --------------------------------------------------------------------------------
+
+@register("eigencam", needs=("activations",), family="cam", aliases=("eigen_cam",),
+          summary="Projection of the activations on their first principal direction "
+                  "(class-agnostic, no gradients)",
+          reference="Muhammad & Yeasin 2020")
+def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """Eigen-CAM: ``A V_1`` with ``V_1`` the first right singular vector of the
+    ``(positions, channels)`` activation matrix of each sample (not centred, as the
+    paper). Singular vectors have no sign, so the sign is fixed to make the map sum
+    non-negative. The target is not used. The SVD of the small ``(Z, K)`` matrices runs
+    in float64 numpy, identically for every framework.
+    """
+    _check_flags(relu=relu, upsample=upsample)
+    ops = ctx.ops
+    layer = cam_layer(ctx, "eigencam")
+    values = ctx.backend.activations(ctx.x, [layer])[layer]
+    check_spatial(ctx, "eigencam", layer, values)
+    ch, _ = _axes(ctx)
+    a = ops.to_numpy(values).astype(np.float64)
+    if ch == 1:
+        a = np.transpose(a, (0, 2, 3, 1))
+    n, h, w, k = a.shape
+    maps = np.empty((n, h, w))
+    for i in range(n):
+        matrix = a[i].reshape(h * w, k)
+        _, _, vt = np.linalg.svd(matrix, full_matrices=False)
+        projection = matrix @ vt[0]
+        maps[i] = (projection if projection.sum() >= 0 else -projection).reshape(h, w)
+    cam_map = ops.asarray(maps)
+    return _result(finish(ctx, cam_map, relu, upsample), None, layer, relu, upsample,
+                   class_agnostic=True)
+
+
+# --- channel activation (for viz.channel_mask) -----------------------------------------------
+
+@register("channel_mask", needs=("activations",), family="cam",
+          aliases=("channel_activation",),
+          summary="Upsampled activation of one channel of a layer: where in the input it "
+                  "responds (threshold it with crosslens.viz.channel_mask)",
+          reference="Bau et al. 2017 (network dissection)")
+def channel_mask(ctx: Context, *, channel: int | None = None, upsample: bool = True
+                 ) -> MethodResult:
+    """The raw activation of channel ``channel`` of ``layer`` as an ``(N, H, W)`` map,
+    bilinearly upsampled to the input (``upsample=True``). The target is not used.
+
+    ``crosslens.viz.channel_mask(image, map, threshold)`` turns a map into the masked
+    image showing where the channel responds.
+    """
+    _check_flags(upsample=upsample)
+    if channel is None or isinstance(channel, bool) or not isinstance(channel, (int, np.integer)):
+        raise OptionError("channel_mask needs channel=<int>, the channel of the layer to show")
+    ops = ctx.ops
+    layer = cam_layer(ctx, "channel_mask")
+    values = ctx.backend.activations(ctx.x, [layer])[layer]
+    check_spatial(ctx, "channel_mask", layer, values)
+    ch, _ = _axes(ctx)
+    count = ops.shape(values)[ch]
+    if not -count <= int(channel) < count:
+        raise OptionError(f"channel {channel} is out of range: layer {layer!r} has {count} "
+                          f"channels (0..{count - 1})")
+    index = int(channel) % count
+    selected = values[:, index] if ch == 1 else values[:, :, :, index]
+    out = finish(ctx, selected, relu=False, upsample=upsample)
+    return MethodResult(out, None, layer=layer,
+                        info={"channel": index, "cam_layer": layer, "upsample": bool(upsample)})

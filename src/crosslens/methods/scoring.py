@@ -1,0 +1,69 @@
+"""Target scores from forward passes only (no gradients), for perturbation methods.
+
+Perturbation methods evaluate many modified inputs and only need the target score of
+each: class scores come from :meth:`Backend.forward`, neuron and channel scores from
+:meth:`Backend.activations`, callable targets are applied to the native outputs. The
+scores are returned as float64 numpy, where the methods aggregate them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends.checks import check_unit, class_output_message
+from ..core.errors import TargetError
+from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
+                            ScoreTarget, TargetSpec, check_class_range)
+from .base import Context
+
+
+def forward_scores(ctx: Context, points: Any, target: TargetSpec) -> np.ndarray:
+    """The target score of each row of ``points`` (native batch), as float64 numpy.
+
+    ``target`` must be aligned with ``points`` (e.g. ``target.repeat(k)`` for ``k``
+    stacked copies of the batch); a predicted target must have been fixed first.
+    """
+    ops, count = ctx.ops, ctx.ops.shape(points)[0]
+    if isinstance(target, (NeuronTarget, ChannelTarget)):
+        values = ops.to_numpy(ctx.backend.activations(points, [target.layer])[target.layer])
+        return unit_scores(values, target, channel_axis(ctx)).astype(np.float64)
+    outputs = ctx.backend.forward(points)
+    if isinstance(target, ScoreTarget):
+        score = np.asarray(ops.to_numpy(target.fn(outputs)), dtype=np.float64)
+        if score.ndim == 2 and score.shape[1] == 1:
+            score = score[:, 0]
+        if score.shape != (count,):
+            raise TargetError(f"a callable target must return one score per sample, shape "
+                              f"({count},); got {score.shape}")
+        return score
+    if isinstance(target, PredictedTarget):  # a method forgot ctx.fixed_target()
+        raise TargetError("internal: perturbation scores need fixed classes")
+    values = ops.to_numpy(outputs)
+    if values.ndim != 2:
+        raise TargetError(class_output_message(values.shape))
+    assert isinstance(target, ClassTarget)
+    check_class_range(target.indices, values.shape[1])
+    return values[np.arange(count), target.indices].astype(np.float64)
+
+
+def channel_axis(ctx: Context) -> int:
+    """Channel axis of one sample's layer output, as the backends define it for targets.
+
+    PyTorch layers are channels-first (axis 0); Keras layers follow the model's layout
+    (last axis unless the model is channels-first).
+    """
+    if ctx.backend.name == "torch" or ctx.backend.layout == "channels_first":
+        return 0
+    return -1
+
+
+def unit_scores(values: np.ndarray, target: NeuronTarget | ChannelTarget, axis: int
+                ) -> np.ndarray:
+    """Neuron value or channel mean per sample of a layer output batch ``values``."""
+    shape = values.shape[1:]
+    check_unit(target, shape, channel_axis=axis % len(shape))
+    if isinstance(target, ChannelTarget):
+        channel = np.take(values, target.channel, axis=(axis % len(shape)) + 1)
+        return channel.reshape(len(values), -1).mean(axis=1)
+    return values[(slice(None),) + tuple(target.index)]

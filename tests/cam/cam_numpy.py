@@ -1,0 +1,119 @@
+"""Numpy (float64, NCHW) references of the CAM methods on the reference nets.
+
+Built on :mod:`reference.numpy_nets` only (activations and layer gradients), never on
+crosslens; the bilinear upsampling is an explicit per-pixel loop of the
+``align_corners=False`` formula. Maps are ``(N, H, W)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from reference.nets import NetSpec
+from reference.numpy_nets import forward, input_gradient, layer_gradient, one_hot
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear, half-pixel centres, border clamped (torch align_corners=False)."""
+    n, h_in, w_in = maps.shape
+    h_out, w_out = size
+    out = np.zeros((n, h_out, w_out))
+    for i in range(h_out):
+        sy = max((i + 0.5) * h_in / h_out - 0.5, 0.0)
+        y0 = min(int(np.floor(sy)), h_in - 1)
+        y1, ly = min(y0 + 1, h_in - 1), sy - min(int(np.floor(sy)), h_in - 1)
+        for j in range(w_out):
+            sx = max((j + 0.5) * w_in / w_out - 0.5, 0.0)
+            x0 = min(int(np.floor(sx)), w_in - 1)
+            x1, lx = min(x0 + 1, w_in - 1), sx - x0
+            out[:, i, j] = ((1 - ly) * ((1 - lx) * maps[:, y0, x0] + lx * maps[:, y0, x1])
+                            + ly * ((1 - lx) * maps[:, y1, x0] + lx * maps[:, y1, x1]))
+    return out
+
+
+def _finish(cam, spec, relu, up):
+    if relu:
+        cam = np.maximum(cam, 0.0)
+    return upsample(cam, (spec.size, spec.size)) if up else cam
+
+
+def _data(spec, x, target, layer):
+    _, acts = forward(spec, x, capture=(layer,))
+    grad = layer_gradient(spec, x, np.asarray(target), layer)
+    return acts[layer], grad
+
+
+def gradcam(spec: NetSpec, x, target, layer, relu=True, up=True):
+    a, g = _data(spec, x, target, layer)
+    cam = (g.mean(axis=(2, 3), keepdims=True) * a).sum(axis=1)
+    return _finish(cam, spec, relu, up)
+
+
+def layercam(spec, x, target, layer, relu=True, up=True):
+    a, g = _data(spec, x, target, layer)
+    return _finish((np.maximum(g, 0) * a).sum(axis=1), spec, relu, up)
+
+
+def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True):
+    """Chattopadhyay et al.'s reference code, literally (Y = exp(S))."""
+    a, g = _data(spec, x, target, layer)
+    s = forward(spec, x)[np.arange(len(x)), np.asarray(target)]
+    e = np.exp(s)[:, None, None, None]
+    first, second, third = e * g, e * g ** 2, e * g ** 3
+    total = a.sum(axis=(2, 3), keepdims=True)
+    denom = 2 * second + third * total
+    denom = denom + (second == 0)
+    alphas = second / denom
+    norm = alphas.sum(axis=(2, 3), keepdims=True)
+    alphas = alphas / (norm + (norm == 0))
+    weights = (np.maximum(first, 0) * alphas).sum(axis=(2, 3), keepdims=True)
+    return _finish((weights * a).sum(axis=1), spec, relu, up)
+
+
+def scorecam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
+    _, acts = forward(spec, x, capture=(layer,))
+    a = acts[layer]
+    n, k = a.shape[:2]
+    target = np.asarray(target)
+    weights = np.zeros((n, k))
+    for c in range(k):
+        m = upsample(a[:, c], (spec.size, spec.size))
+        low = m.min(axis=(1, 2), keepdims=True)
+        high = m.max(axis=(1, 2), keepdims=True)
+        m = (m - low) / (high - low + eps)
+        logits = forward(spec, x * m[:, None])
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        weights[:, c] = p[np.arange(n), target]
+    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+
+
+def eigencam(spec, x, layer, relu=True, up=True):
+    _, acts = forward(spec, x, capture=(layer,))
+    a = acts[layer]
+    n, k, h, w = a.shape
+    maps = []
+    for i in range(n):
+        matrix = a[i].reshape(k, h * w).T
+        # first principal direction via the eigenvector of A^T A (not an SVD routine)
+        vals, vecs = np.linalg.eigh(matrix.T @ matrix)
+        proj = matrix @ vecs[:, -1]
+        maps.append((proj if proj.sum() >= 0 else -proj).reshape(h, w))
+    return _finish(np.stack(maps), spec, relu, up)
+
+
+def cam(spec, x, target, layer, relu=True, up=True):
+    """Zhou et al.: the fc weights of the class on the GAP'ed layer."""
+    _, acts = forward(spec, x, capture=(layer,))
+    w = spec.weights["fc.weight"][np.asarray(target)]  # (N, K)
+    return _finish(np.einsum("nk,nkhw->nhw", w, acts[layer]), spec, relu, up)
+
+
+def guided_gradcam(spec, x, target, layer, relu=True):
+    g = input_gradient(spec, x, one_hot(np.asarray(target), spec.n_classes), relu_rule="guided")
+    return g * gradcam(spec, x, target, layer, relu=relu, up=True)[:, None]
+
+
+def channel_activation(spec, x, layer, channel, up=True):
+    _, acts = forward(spec, x, capture=(layer,))
+    m = acts[layer][:, channel]
+    return upsample(m, (spec.size, spec.size)) if up else m
