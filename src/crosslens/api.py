@@ -17,7 +17,8 @@ from .methods.postprocess import postprocess
 def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget = "predicted",
             layer: Any = None, seed: int | None = None, memory_budget: int | str | None = None,
             progress: bool | None = None, abs: bool = False, reduce_channels: str | None = None,
-            normalize: str | None = None, **options: Any) -> Explanation:
+            normalize: str | None = None, implementation: str = "crosslens",
+            **options: Any) -> Explanation:
     """Explain a model's prediction on a batch with an attribution method.
 
     Parameters
@@ -47,6 +48,10 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
     abs, reduce_channels, normalize
         Explicit post-processing (see :mod:`crosslens.methods.postprocess`); off by default,
         so attributions are raw and signed.
+    implementation
+        ``"crosslens"`` (default), or an external toolset's own implementation:
+        ``"captum"``, ``"tf-keras-vis"``, ``"zennit"`` (see :mod:`crosslens.toolsets`).
+        The model is translated when the toolset's framework differs.
     **options
         The method's own options (e.g. ``steps=64`` for integrated gradients).
 
@@ -59,6 +64,10 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
     if isinstance(model, str):
         from .loading import load_model
         model = load_model(model)
+    if implementation != "crosslens":
+        return _explain_with_toolset(implementation, model, x, method, target, layer, seed,
+                                     memory_budget, options, abs=abs,
+                                     reduce_channels=reduce_channels, normalize=normalize)
     spec = get_method(method)
     _check_options(spec, options)
     backend = get_backend(model)
@@ -84,6 +93,25 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
             attributions=backend.restore(attributions, x), inputs=x, method=spec.name,
             target=_target_value(final_target), layout=layout, layer=result.layer,
             outputs=outputs, info=dict(result.info, reduced=reduce_channels is not None))
+
+
+def _explain_with_toolset(implementation: str, model: Any, x: Any, method: str, target: Any,
+                          layer: Any, seed: int | None, memory_budget: Any,
+                          options: dict[str, Any], **post: Any) -> Explanation:
+    from .toolsets.bridge import run_toolset
+
+    if seed is not None:
+        options = dict(options, seed=seed)
+    attributions, resolved, layer_name, info = run_toolset(
+        implementation, model, x, method, target, layer, options, parse_budget(memory_budget))
+    backend = get_backend(model)
+    with backend.session():
+        native = postprocess(backend.ops, backend.ops.asarray(attributions), backend.layout,
+                             **post)
+        restored = backend.restore(native, x)
+    return Explanation(attributions=restored, inputs=x, method=method,
+                       target=_target_value(resolved), layout=backend.layout,
+                       layer=layer_name, info=info)
 
 
 def _target_value(target: Any) -> Any:

@@ -149,6 +149,10 @@ class Backend(abc.ABC):
         """Every addressable layer name, in model order."""
 
     @abc.abstractmethod
+    def layer_object(self, name: str) -> Any:
+        """The framework's layer object for a layer name."""
+
+    @abc.abstractmethod
     def _find_layer_object(self, layer: Any) -> str | None:
         """Name of a layer given as an object, or ``None`` if it is not in the model."""
 

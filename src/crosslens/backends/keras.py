@@ -179,6 +179,10 @@ class KerasBackend(Backend):
     def layer_names(self) -> list[str]:
         return list(self._layers)
 
+    def layer_object(self, name: str) -> Any:
+        """The Keras layer called ``name``."""
+        return self._layers[self.resolve_layer(name)]
+
     def _find_layer_object(self, layer: Any) -> str | None:
         for name, candidate in self._layers.items():
             if candidate is layer:

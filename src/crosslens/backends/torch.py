@@ -206,6 +206,10 @@ class TorchBackend(Backend):
     def layer_names(self) -> list[str]:
         return list(self._modules)
 
+    def layer_object(self, name: str) -> torch.nn.Module:
+        """The module called ``name``."""
+        return self._modules[self.resolve_layer(name)]
+
     def _find_layer_object(self, layer: Any) -> str | None:
         for name, module in self._modules.items():
             if module is layer:
