@@ -15,6 +15,7 @@ time a model of its framework is explained.
 from __future__ import annotations
 
 from .api import activations, explain, layers, methods
+from .compare import compare
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
                           OptionError, TargetError, UnknownMethodError, UnsupportedError)
 from .core.explanation import Explanation
@@ -24,7 +25,7 @@ from .core.targets import Channel, Neuron
 
 __version__ = "0.1.0"
 
-__all__ = ["explain", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
+__all__ = ["explain", "compare", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
            "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI"]

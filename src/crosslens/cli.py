@@ -5,6 +5,8 @@
     crosslens methods [--markdown]
     crosslens explain MODEL IMAGE --method integrated_gradients [--target 285]
                       [--layer NAME] [--option steps=64] --out ig.png
+    crosslens compare MODEL IMAGE --method integrated_gradients \
+                      --implementations crosslens captum --out cmp.png
     crosslens demo [--out out/demo]
 
 MODEL is a ``.keras`` file (loaded with ``safe_mode``), a TorchScript ``.pt``, an
@@ -55,20 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--markdown", action="store_true", help="print a markdown table")
 
     explain = commands.add_parser("explain", help="explain a model's prediction on an image")
-    explain.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
-    explain.add_argument("image", help="image file, or a scikit-image sample name (chelsea)")
-    explain.add_argument("--method", default="saliency")
-    explain.add_argument("--target", type=_target, default="predicted",
-                         help="class index, comma-separated indices, or 'predicted'")
-    explain.add_argument("--layer", help="layer name for layer methods")
-    explain.add_argument("--size", type=int, default=224, help="square input size")
-    explain.add_argument("--preprocess", choices=sorted(PREPROCESSING), default="imagenet",
-                         help="pixel normalization the model expects")
-    explain.add_argument("--option", type=_option, action="append", default=[],
-                         metavar="KEY=VALUE", help="method option, repeatable")
-    explain.add_argument("--seed", type=int, default=0)
-    explain.add_argument("--out", default="explanation.png", help="PNG to write")
+    _add_model_arguments(explain)
     explain.add_argument("--save-array", help="also save the raw attributions (.npy)")
+    explain.add_argument("--implementation", default="crosslens",
+                         help="crosslens, captum, tf-keras-vis or zennit")
+
+    compare = commands.add_parser("compare", help="run several implementations of a method "
+                                  "and report their agreement")
+    _add_model_arguments(compare)
+    compare.add_argument("--implementations", nargs="+", default=["crosslens", "captum"],
+                         help="crosslens, captum, tf-keras-vis, zennit")
+    compare.set_defaults(out="comparison.png")
 
     demo = commands.add_parser("demo", help="the EfficientNet-Lite0 demo on bundled photos")
     demo.add_argument("--out", default="out/demo")
@@ -76,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_optional_commands(commands)
     return parser
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
+    parser.add_argument("image", help="image file, or a scikit-image sample name (chelsea)")
+    parser.add_argument("--method", default="saliency")
+    parser.add_argument("--target", type=_target, default="predicted",
+                        help="class index, comma-separated indices, or 'predicted'")
+    parser.add_argument("--layer", help="layer name for layer methods")
+    parser.add_argument("--size", type=int, default=224, help="square input size")
+    parser.add_argument("--preprocess", choices=sorted(PREPROCESSING), default="imagenet",
+                        help="pixel normalization the model expects")
+    parser.add_argument("--option", type=_option, action="append", default=[],
+                        metavar="KEY=VALUE", help="method option, repeatable")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="explanation.png", help="PNG to write")
 
 
 def _add_optional_commands(commands: Any) -> None:
@@ -87,8 +102,7 @@ def _add_optional_commands(commands: Any) -> None:
     add_evaluate(commands.add_parser("evaluate", help="evaluate attribution methods"))
 
 
-def run_explain(args: argparse.Namespace) -> int:
-    import crosslens as cl
+def _model_and_batch(args: argparse.Namespace) -> tuple[Any, np.ndarray]:
     from crosslens.backends import get_backend
     from crosslens.loading import load_model
     from crosslens.zoo import load_image
@@ -99,8 +113,28 @@ def run_explain(args: argparse.Namespace) -> int:
     batch = ((image - mean) / std)[None].astype(np.float32)
     if get_backend(model).layout == "channels_first":
         batch = np.ascontiguousarray(np.transpose(batch, (0, 3, 1, 2)))
+    return model, batch
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import crosslens as cl
+
+    model, batch = _model_and_batch(args)
+    comparison = cl.compare(model, batch, args.method, implementations=args.implementations,
+                            target=args.target, layer=args.layer, seed=args.seed,
+                            **dict(args.option))
+    print(comparison)
+    comparison.save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    import crosslens as cl
+
+    model, batch = _model_and_batch(args)
     exp = cl.explain(model, batch, args.method, target=args.target, layer=args.layer,
-                     seed=args.seed, **dict(args.option))
+                     seed=args.seed, implementation=args.implementation, **dict(args.option))
     exp.inputs = batch  # shown as the model saw it; the viz rescales for display
     exp.save(args.out)
     if args.save_array:
@@ -121,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "explain":
             return run_explain(args)
+        if args.command == "compare":
+            return run_compare(args)
         if args.command == "demo":
             from .demo import run
             run(args.out, args.methods)

@@ -43,8 +43,20 @@ def methods() -> list[str]:
 
 def run(model: torch.nn.Module, layer_object: Any, x: torch.Tensor,
         method: str, target: Any, layer: str | None, options: dict[str, Any]) -> torch.Tensor:
-    """Run Captum's implementation of ``method``; returns attributions like ours."""
+    """Run Captum's implementation of ``method``; returns attributions like ours.
+
+    ``seed`` seeds torch's generator inside ``torch.random.fork_rng``, so the caller's
+    global RNG state is left as it was.
+    """
     options = dict(options)
+    seed = options.pop("seed", None)
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return _run(model, layer_object, x, method, target, layer, options)
+
+
+def _run(model, layer_object, x, method, target, layer, options):
     if method in NOISE:
         return _noise_tunnel(model, x, method, target, layer, options)
     forward, captum_target = _forward_and_target(model, target)

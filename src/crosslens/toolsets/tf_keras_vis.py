@@ -34,6 +34,9 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
     from tf_keras_vis.utils.scores import CategoricalScore
 
     options = dict(options)
+    # tf-keras-vis draws noise from TensorFlow's global generator; seeding it would change
+    # the caller's global state, so a seed is not forwarded (its SmoothGrad is not seeded).
+    options.pop("seed", None)
     if isinstance(target, ClassTarget):
         score = CategoricalScore([int(i) for i in target.indices])
     elif isinstance(target, ScoreTarget):
