@@ -82,6 +82,9 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
         ctx = Context(backend, native_x, resolved, layer_name, seed, progress)
         result = spec.fn(ctx, **options)
         layout = backend.layout
+        if reduce_channels is not None and result.layer is not None and spec.family == "cam":
+            raise OptionError(f"{spec.name} maps have no channel axis (shape (N, H, W)); "
+                              "drop reduce_channels")
         attributions = postprocess(backend.ops, result.attributions, layout, abs=abs,
                                    reduce_channels=reduce_channels, normalize=normalize)
         outputs = None if result.outputs is None else backend.ops.to_numpy(result.outputs)

@@ -14,6 +14,7 @@ import numpy as np
 from ..core.chunking import chunks
 from ..core.registry import register
 from .base import Context, MethodResult
+from .batching import points_per_pass
 from .baselines import as_baseline_list, make_baseline
 from .quadrature import integration_points
 
@@ -69,7 +70,7 @@ def path_gradient_integral(ctx: Context, base: Any, target: Any, alphas: np.ndar
     """``Σ_k w_k · ∇f(base + α_k (x - base))``, batched over as many α as fit a pass."""
     ops, n = ctx.ops, ctx.n
     sample_shape = ops.shape(ctx.x)[1:]
-    per_pass = max(1, ctx.backend.max_batch(ctx.x) // max(n, 1))
+    per_pass = points_per_pass(ctx, len(alphas))
     delta = ctx.x - base
     integral = None
     for start, stop in chunks(len(alphas), per_pass):

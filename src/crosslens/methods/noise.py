@@ -21,6 +21,7 @@ from ..core.chunking import chunks
 from ..core.errors import InputError, OptionError
 from ..core.registry import get_method, register
 from .base import Context, MethodResult
+from .batching import points_per_pass
 
 
 def _noise_method(name: str, aggregate: str, summary: str, reference: str, aliases=()):
@@ -65,7 +66,7 @@ def noise_tunnel(ctx: Context, aggregate: str, *, base: str, samples: int, noise
     explicit = _explicit_noise(ctx, noise, samples, shape)
     sigma = _sigma(ctx, noise_level, stdev, shape)
     rng = ctx.rng()
-    per_pass = max(1, ctx.backend.max_batch(ctx.x) // max(n, 1))
+    per_pass = points_per_pass(ctx, samples)
     total = squares = None
     for start, stop in chunks(samples, per_pass):
         k = stop - start

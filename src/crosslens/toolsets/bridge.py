@@ -63,8 +63,13 @@ def run_toolset(implementation: str, model: Any, x: Any, method: str, target: An
 
 
 def _translate_target(target: Any, translation: Any) -> Any:
+    """Layer targets named and indexed as in the translation (class targets are unchanged)."""
     if isinstance(target, NeuronTarget):
-        index = translation.convert_index(target.index)
+        perm = translation.layer_perm(target.layer)  # translated = transpose(original, perm)
+        index = target.index
+        if perm is not None:
+            axes = [p - 1 for p in perm[1:]]  # per-sample axes (perm includes the batch axis)
+            index = tuple(index[a] for a in axes)
         return NeuronTarget(translation.layer(target.layer), tuple(index))
     if hasattr(target, "layer"):
         return type(target)(translation.layer(target.layer), target.channel)

@@ -135,6 +135,8 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
         options.pop("upsample", None)
         if name == "LayerGradCam":
             out["relu_attributions"] = options.pop("relu", True)
+        else:  # Captum's default is "nearest"; ours is bilinear
+            out["interpolate_mode"] = options.pop("interpolate_mode", "bilinear")
     return out
 
 

@@ -67,8 +67,9 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
     kwargs: dict[str, Any] = {"expand_cam": False, "normalize_cam": False,
                               "activation_modifier": (lambda cam: tf.nn.relu(cam)) if relu
                               else (lambda cam: cam)}
-    if layer is not None:
+    if layer is not None:  # exactly this layer: no search for a nearby conv layer
         kwargs["penultimate_layer"] = layer_object(layer)
+        kwargs["seek_penultimate_conv_layer"] = False
     kwargs.update(options)
     cam = np.asarray(cam_class(model, model_modifier=None, clone=False)(score, x, **kwargs))
     if upsample:
