@@ -16,6 +16,9 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# These declare torchvision (no CPU wheel for the pinned torch); crosslens imports them
+	# with a scoped stub where torchvision is missing (crosslens/translate/_torchvision.py).
+	$(PIP) install -q -c constraints.txt --no-deps onnx2torch==1.5.15 zennit==0.5.1
 	$(PY) -m crosslens.install_check
 	touch $(STAMP)
 

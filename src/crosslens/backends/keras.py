@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..core.errors import DisconnectedError, TargetError, UnsupportedError
+from ..core.errors import CrosslensError, DisconnectedError, TargetError, UnsupportedError
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, ScoreTarget, TargetSpec, check_class_range)
 from .base import ArrayOps, Backend, GradientResult
@@ -263,7 +263,7 @@ class KerasBackend(Backend):
     def _compiled(self, key: tuple, build, signature: list) -> Any:
         fn = self._fns.get(key)
         if fn is None:
-            fn = tf.function(build, input_signature=signature)
+            fn = _original_errors(tf.function(build, input_signature=signature))
             self._fns[key] = fn
         return fn
 
@@ -438,6 +438,22 @@ class KerasBackend(Backend):
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+def _original_errors(fn):
+    """Call ``fn``, re-raising our own errors raised while tracing as they were: autograph
+    turns exception classes it cannot rebuild (ours) into a ``StagingError``."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except Exception as error:
+            cause = error.__context__
+            while cause is not None and not isinstance(cause, CrosslensError):
+                cause = cause.__context__
+            if isinstance(error, CrosslensError) or cause is None:
+                raise
+            raise cause.with_traceback(cause.__traceback__) from None
+    return call
+
 
 def _input_dtype(model: Any) -> str:
     """The dtype the model's input expects (a float64 model has float64 inputs)."""

@@ -40,7 +40,11 @@ def make_baseline(ctx: Context, spec: Any, blur_sigma: float = 8.0) -> Any:
                                                  _spatial_axes(len(shape), ctx.backend.layout)))
         if spec == "uniform":
             x = ctx.ops.to_numpy(ctx.x)
-            return ctx.ops.asarray(ctx.rng().uniform(x.min(), x.max(), size=x.shape))
+            # drawn in channels-first order: a seed gives the same baseline on every framework
+            last = ctx.backend.layout == "channels_last" and x.ndim == 4
+            size = (x.shape[0], x.shape[3], x.shape[1], x.shape[2]) if last else x.shape
+            draw = ctx.rng().uniform(x.min(), x.max(), size=size)
+            return ctx.ops.asarray(np.moveaxis(draw, 1, -1) if last else draw)
         raise OptionError(f"unknown baseline {spec!r}: use 'zeros', 'blur', 'uniform', a "
                           "number, an array shaped like the input (or one sample), or a list")
     if isinstance(spec, (int, float, np.number)):

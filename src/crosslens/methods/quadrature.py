@@ -1,7 +1,9 @@
 """Integration rules for path methods, named as in Captum.
 
-Each rule gives ``alphas`` (points on [0, 1]) and ``weights`` (step sizes summing to 1)
-so that ``∫₀¹ f(α) dα ≈ Σ weights[k] · f(alphas[k])``.
+Each rule gives ``alphas`` (points on [0, 1]) and ``weights`` (step sizes) so that
+``∫₀¹ f(α) dα ≈ Σ weights[k] · f(alphas[k])``. The weights sum to 1, except for
+``riemann_trapezoid``, whose weights are Captum's (``1/n`` with the end points halved,
+summing to ``(n - 1)/n``), kept so that results equal Captum's.
 """
 from __future__ import annotations
 
