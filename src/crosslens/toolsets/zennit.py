@@ -4,11 +4,13 @@
 runs zennit's ``Gradient`` attributor under the named composite (any name in
 ``zennit.composites.COMPOSITES``: ``epsilon_plus``, ``epsilon_plus_flat``,
 ``epsilon_gamma_box``, ``epsilon_alpha2_beta1``, ``epsilon_alpha2_beta1_flat``,
-``guided_backprop``, ``excitation_backprop``, ...), seeded with the one-hot of the target
-class (so the relevance is raw and signed, like every crosslens attribution). Batch-norm
+``guided_backprop``, ``excitation_backprop``, ...), with the target class's score as the
+initial relevance: relevance is in the score's units and, under conserving rules, sums to
+it (raw and signed, like every crosslens attribution). Batch-norm
 layers are merged into the preceding linear layer with zennit's canonizer by default
 (``canonize=True``), as LRP requires; the model itself is restored afterwards.
-``guided_backprop`` and ``deconvnet`` map to zennit's composites of the same name.
+``guided_backprop`` and ``deconvnet`` map to zennit's composites of the same name; they
+are gradients, so they start from the one-hot of the target.
 
 zennit imports ``torchvision`` at import time (only for canonizers of torchvision's
 ResNet blocks). Where torchvision cannot be imported, zennit is imported with the same
@@ -65,9 +67,12 @@ def run(model: torch.nn.Module, layer_object: Any, x: torch.Tensor, method: str,
         options.setdefault("low", float(x.min()))
         options.setdefault("high", float(x.max()))
     composite = COMPOSITES[composite_name](canonizers=canonizers, **options)
-    outputs = model(x)
-    one_hot = torch.zeros_like(outputs)
-    one_hot[torch.arange(len(x)), torch.as_tensor(target.indices, device=x.device)] = 1.0
+    with torch.no_grad():
+        outputs = model(x)
+    seed = torch.zeros_like(outputs)
+    seed[torch.arange(len(x)), torch.as_tensor(target.indices, device=x.device)] = 1.0
+    if method == "lrp":  # relevance starts as the target score itself, so it sums to it
+        seed = seed * outputs
     with Gradient(model=model, composite=composite) as attributor:
-        _, relevance = attributor(x, one_hot)
+        _, relevance = attributor(x, seed)
     return relevance.detach()

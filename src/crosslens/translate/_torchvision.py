@@ -150,3 +150,46 @@ def check_graph_supported(onnx_model) -> None:
                 f"but `import torchvision` failed: {_STATE['error']!r}. Install a torchvision build "
                 "matching your torch version to translate this model."
             )
+
+
+_OTHER_MODULES: dict = {}
+
+
+def _models_stub() -> dict[str, types.ModuleType]:
+    """``torchvision.models.resnet`` with placeholder block classes (for zennit's canonizers).
+
+    No module is ever an instance of these classes, so canonizers keyed on them never apply
+    — which is right: without torchvision there are no torchvision models in the process.
+    """
+    models = types.ModuleType("torchvision.models")
+    models.__path__ = []
+    resnet = types.ModuleType("torchvision.models.resnet")
+    for name in ("BasicBlock", "Bottleneck"):
+        setattr(resnet, name, type(name, (), {"__module__": "torchvision.models.resnet"}))
+    models.resnet = resnet
+    return {"torchvision.models": models, "torchvision.models.resnet": resnet}
+
+
+def import_with_torchvision(module_name: str):
+    """Import ``module_name`` (e.g. ``"zennit"``) like onnx2torch: the real torchvision when it
+    imports, else a stub present in ``sys.modules`` only for the duration of the import."""
+    import_onnx2torch()  # settles whether the real torchvision works
+    with _LOCK:
+        if module_name in _OTHER_MODULES:
+            return _OTHER_MODULES[module_name]
+        if _STATE["torchvision_ok"] or module_name in sys.modules:
+            module = importlib.import_module(module_name)
+        else:
+            stub = {**_make_stub(), **_models_stub()}
+            stub["torchvision"].models = stub["torchvision.models"]
+            saved = {k: sys.modules[k] for k in stub if k in sys.modules}
+            sys.modules.update(stub)
+            try:
+                module = importlib.import_module(module_name)
+            finally:
+                for key in stub:
+                    if sys.modules.get(key) is stub[key]:
+                        del sys.modules[key]
+                sys.modules.update(saved)
+        _OTHER_MODULES[module_name] = module
+        return module
