@@ -22,10 +22,12 @@ from .core.explanation import Explanation
 from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI, LinearDoI,
                              PointDoI)
 from .core.targets import Channel, Neuron
+from .featurevis import visualize
 
 __version__ = "0.1.0"
 
 __all__ = ["explain", "compare", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
-           "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI"]
+           "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI",
+           "visualize"]

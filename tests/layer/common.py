@@ -1,34 +1,31 @@
-"""Shared helpers of the perturbation / layer / influence tests: cached tiny nets
-(tests/reference) built in PyTorch and Keras with identical weights, layout helpers and a
-scale-relative comparison."""
+"""Shared helpers of the perturbation / layer / influence tests: the suite's cached
+reference nets (tests/conftest.py ``Zoo``) in PyTorch and Keras with identical weights,
+layout helpers, a scale-relative comparison and a model-state snapshot."""
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from reference.builders import build_keras, build_torch  # noqa: E402
-from reference.nets import make_net  # noqa: E402
+from reference.zoo import Zoo  # noqa: E402  (the suite's cached reference models)
 
 import crosslens as cl  # noqa: E402
 
 
-@functools.lru_cache(maxsize=None)
 def spec_of(kind: str = "small_cnn", seed: int = 0):
-    return make_net(kind, seed)
+    return Zoo.spec(kind, seed)
 
 
-@functools.lru_cache(maxsize=None)
 def torch_model(kind: str = "small_cnn", seed: int = 0):
-    return build_torch(spec_of(kind, seed))
+    """Cached float64 PyTorch build of the reference net (never mutate it)."""
+    return Zoo.model("torch", kind, "float64", seed)
 
 
-@functools.lru_cache(maxsize=None)
 def keras_model(kind: str = "small_cnn", seed: int = 0):
-    return build_keras(spec_of(kind, seed))
+    """Cached float64 Keras build with the same weights and layer names."""
+    return Zoo.model("keras", kind, "float64", seed)
 
 
 def inputs(kind: str = "small_cnn", seed: int = 0, batch: int = 2) -> np.ndarray:
@@ -49,21 +46,22 @@ def assert_close(actual, desired, rtol: float = 1e-10, what: str = "") -> float:
     """``max|a - d| <= rtol · max|d|``; returns the relative error."""
     actual, desired = np.asarray(actual, np.float64), np.asarray(desired, np.float64)
     assert actual.shape == desired.shape, (what, actual.shape, desired.shape)
-    scale = max(np.abs(desired).max(), 1e-300)
+    scale = np.abs(desired).max()
+    assert scale > 0, f"{what}: the reference is all zeros (a vacuous comparison)"
     err = float(np.abs(actual - desired).max() / scale)
     assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
     return err
 
 
-def explain_torch(x_nchw: np.ndarray, method: str, kind: str = "small_cnn", seed: int = 0,
+def explain_torch(x_nchw: np.ndarray, method: str, kind: str = "small_cnn", net: int = 0,
                   **kw) -> np.ndarray:
-    return cl.explain(torch_model(kind, seed), x_nchw, method, **kw).numpy()
+    return cl.explain(torch_model(kind, net), x_nchw, method, **kw).numpy()
 
 
-def explain_keras(x_nchw: np.ndarray, method: str, kind: str = "small_cnn", seed: int = 0,
+def explain_keras(x_nchw: np.ndarray, method: str, kind: str = "small_cnn", net: int = 0,
                   **kw) -> np.ndarray:
     """Keras result for the same NCHW batch, returned channels-first."""
-    return nchw(cl.explain(keras_model(kind, seed), nhwc(x_nchw), method, **kw).numpy())
+    return nchw(cl.explain(keras_model(kind, net), nhwc(x_nchw), method, **kw).numpy())
 
 
 def state_of(model) -> dict:

@@ -272,7 +272,7 @@ class Backend(abc.ABC):
         """
         per_sample = self.bytes_per_sample(x)
         if not backward:
-            per_sample = max(per_sample // 3, 1)
+            per_sample = max(per_sample // 2, 1)  # forward only: no saved tensors for backward
         return chunk_size(per_sample, self.budget, len(x) if total is None else total)
 
     def bytes_per_sample(self, x: Native) -> int:

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
+import numpy as np
+
 from .errors import OptionError
 from .targets import (Channel, ChannelTarget, ClassTarget, Neuron, PredictedTarget,
                       ScoreTarget, TargetSpec, resolve_target)
@@ -199,7 +201,7 @@ def resolve_qoi(qoi: QoILike, to: str | None, n_samples: int,
     if at_layer:
         if isinstance(qoi, ChannelQoI):
             return ChannelTarget(to, int(qoi.channel))
-        if isinstance(qoi, int) and not isinstance(qoi, bool):
+        if isinstance(qoi, (int, np.integer)) and not isinstance(qoi, bool):
             return ChannelTarget(to, int(qoi))
         raise OptionError(
             f"qoi {qoi!r} cannot be computed at {where}: a layer to-cut takes "

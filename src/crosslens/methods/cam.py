@@ -44,6 +44,7 @@ from ..core.errors import OptionError, UnsupportedError
 from ..core.registry import register
 from ..core.targets import ClassTarget
 from .base import Context, MethodResult
+from .batching import points_per_pass
 from .scoring import channel_axis, forward_scores
 
 #: Score-CAM's mask normalization epsilon (``keras.backend.epsilon()``, as tf-keras-vis).
@@ -126,16 +127,12 @@ def _result(cam: Any, outputs: Any, layer: str, relu: bool, upsample: bool,
                                   upsample=bool(upsample)))
 
 
-def _per_sample(ctx: Context, values: np.ndarray) -> Any:
-    """A numpy ``(N,)`` vector as a native ``(N, 1, 1, 1)`` array for broadcasting."""
-    return ctx.ops.asarray(np.asarray(values).reshape(-1, 1, 1, 1))
-
-
 # --- gradient-weighted maps -----------------------------------------------------------------
 
-@register("gradcam", needs=("layer_grad", "activations"), family="cam",
-          aliases=("grad_cam",),
-          summary="Σ_k mean(∂S/∂A_k)·A_k at a spatial layer; ReLU, bilinear upsample; (N, H, W)",
+@register("grad_cam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("gradcam",),
+          summary="Σ_k mean(∂S/∂A_k)·A_k at a spatial layer (ReLU, bilinear upsample): "
+                  "(N, H, W) maps",
           reference="Selvaraju et al. 2017")
 def gradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
     """Grad-CAM: activations weighted by their spatially averaged gradient.
@@ -144,15 +141,15 @@ def gradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Method
     ``LayerAttribution.interpolate(..., "bilinear")`` and tf-keras-vis ``Gradcam``.
     """
     _check_flags(relu=relu, upsample=upsample)
-    layer, values, grad, result = _layer_gradient(ctx, "gradcam")
+    layer, values, grad, result = _layer_gradient(ctx, "grad_cam")
     ch, sp = _axes(ctx)
     weights = ctx.ops.mean(grad, axis=sp, keepdims=True)
     cam = ctx.ops.sum(weights * values, axis=ch)
     return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
 
 
-@register("gradcam_plus_plus", needs=("layer_grad", "activations"), family="cam",
-          aliases=("gradcampp", "grad_cam_plus_plus", "gradcam++"),
+@register("grad_cam_plus_plus", needs=("layer_grad", "activations"), family="cam",
+          aliases=("gradcam_plus_plus", "gradcampp", "gradcam++", "grad_cam++"),
           summary="Grad-CAM with pixel-wise weights α from higher-order gradients of exp(S)",
           reference="Chattopadhyay et al. 2018")
 def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
@@ -164,7 +161,7 @@ def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
     (computed in float64 and applied last).
     """
     _check_flags(relu=relu, upsample=upsample)
-    layer, values, grad, result = _layer_gradient(ctx, "gradcam_plus_plus")
+    layer, values, grad, result = _layer_gradient(ctx, "grad_cam_plus_plus")
     ops = ctx.ops
     ch, sp = _axes(ctx)
     g2 = grad * grad
@@ -182,21 +179,22 @@ def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
     return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
 
 
-@register("layercam", needs=("layer_grad", "activations"), family="cam",
-          aliases=("layer_cam",),
-          summary="Σ_k relu(∂S/∂A_k)⊙A_k: position-wise positive gradients weight activations",
+@register("layer_cam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("layercam",),
+          summary="Σ_k relu(∂S/∂A_k)⊙A_k: position-wise positive gradients weight "
+                  "activations",
           reference="Jiang et al. 2021")
 def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
     """Layer-CAM (tf-keras-vis ``Layercam``): gradients clipped at 0, elementwise weights."""
     _check_flags(relu=relu, upsample=upsample)
-    layer, values, grad, result = _layer_gradient(ctx, "layercam")
+    layer, values, grad, result = _layer_gradient(ctx, "layer_cam")
     ch, _ = _axes(ctx)
     cam = ctx.ops.sum(ctx.ops.relu(grad) * values, axis=ch)
     return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
 
 
-@register("guided_gradcam", needs=("grad", "layer_grad", "activations", "relu_override"),
-          family="cam", aliases=("guided_grad_cam",),
+@register("guided_grad_cam", needs=("grad", "layer_grad", "activations", "relu_override"),
+          family="cam", aliases=("guided_gradcam",),
           summary="Guided backprop × upsampled Grad-CAM (input layout, pixel resolution)",
           reference="Selvaraju et al. 2017")
 def guided_gradcam(ctx: Context, *, relu: bool = True) -> MethodResult:
@@ -276,13 +274,13 @@ def _check_linear_head(ctx: Context, layer: str, values: Any, grad: Any, weights
             f"a dense layer producing the score, but the gradient of the score w.r.t. "
             f"{layer!r} {why}, so the score is not b + W·mean(A). Name the layer whose "
             "global average pool feeds the final dense layer (and explain logits, not "
-            "probabilities), or use 'gradcam', which generalizes CAM to any head")
+            "probabilities), or use 'grad_cam', which generalizes CAM to any head")
 
 
 # --- Score-CAM ------------------------------------------------------------------------------
 
-@register("scorecam", needs=("activations", "forward"), family="cam",
-          aliases=("score_cam",),
+@register("score_cam", needs=("activations", "forward"), family="cam",
+          aliases=("scorecam",),
           summary="Σ_k softmax(f(x∘M_k))_c·A_k, M_k the normalized upsampled channel; "
                   "masked inputs in memory-bounded batches",
           reference="Wang et al. 2020")
@@ -299,20 +297,20 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
     _check_flags(relu=relu, upsample=upsample, softmax=softmax)
     target = ctx.fixed_target()
     if softmax and not isinstance(target, ClassTarget):
-        raise OptionError("scorecam's softmax=True weights channels by a class probability; "
+        raise OptionError("score_cam's softmax=True weights channels by a class probability; "
                           "for neuron, channel or callable targets pass softmax=False")
     ops = ctx.ops
-    layer = cam_layer(ctx, "scorecam")
+    layer = cam_layer(ctx, "score_cam")
     values = ctx.backend.activations(ctx.x, [layer])[layer]
-    check_spatial(ctx, "scorecam", layer, values)
+    check_spatial(ctx, "score_cam", layer, values)
     ch, _ = _axes(ctx)
     n, k = ctx.n, ops.shape(values)[ch]
     # channel-major (K, N, h, w), so a chunk of channels is a contiguous slice
     order = (1, 0, 2, 3) if ch == 1 else (3, 0, 1, 2)
     channels = ops.transpose(values, order)
     size = input_size(ctx)
-    mask_shape = (1, 1) if ctx.backend.layout == "channels_first" else (1,)
-    per_pass = max(1, ctx.backend.max_batch(ctx.x, backward=False, total=n * k) // n)
+    first = ctx.backend.layout == "channels_first"  # the input's layout, for the masks
+    per_pass = points_per_pass(ctx, k, backward=False)  # channels per forward pass
     weights = np.empty((k, n))
     for start, stop in chunks(k, per_pass):
         m = stop - start
@@ -321,10 +319,8 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
         low = ops.min(maps, axis=(1, 2), keepdims=True)
         high = ops.max(maps, axis=(1, 2), keepdims=True)
         masks = (maps - low) / (high - low + SCORECAM_EPS)
-        if ctx.backend.layout == "channels_first":
-            masks = ops.reshape(masks, (m * n,) + mask_shape + tuple(size))
-        else:
-            masks = ops.reshape(masks, (m * n,) + tuple(size) + mask_shape)
+        masks = ops.reshape(masks, (m * n, 1) + tuple(size) if first else
+                            (m * n,) + tuple(size) + (1,))
         points = ops.repeat_batch(ctx.x, m) * masks
         weights[start:stop] = _masked_scores(ctx, points, target.repeat(m), softmax
                                              ).reshape(m, n)
@@ -351,7 +347,7 @@ def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.
 
 # --- Eigen-CAM --------------------------------------------------------------------------------
 
-@register("eigencam", needs=("activations",), family="cam", aliases=("eigen_cam",),
+@register("eigen_cam", needs=("activations",), family="cam", aliases=("eigencam",),
           summary="Projection of the activations on their first principal direction "
                   "(class-agnostic, no gradients)",
           reference="Muhammad & Yeasin 2020")
@@ -364,9 +360,9 @@ def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Metho
     """
     _check_flags(relu=relu, upsample=upsample)
     ops = ctx.ops
-    layer = cam_layer(ctx, "eigencam")
+    layer = cam_layer(ctx, "eigen_cam")
     values = ctx.backend.activations(ctx.x, [layer])[layer]
-    check_spatial(ctx, "eigencam", layer, values)
+    check_spatial(ctx, "eigen_cam", layer, values)
     ch, _ = _axes(ctx)
     a = ops.to_numpy(values).astype(np.float64)
     if ch == 1:

@@ -33,6 +33,7 @@ from ..core.registry import register
 from ..core.targets import Neuron, NeuronTarget, TargetSpec, resolve_target
 from .base import Context, MethodResult, require_layer
 from .baselines import as_baseline_list, make_baseline
+from .batching import points_per_pass
 from .quadrature import integration_points
 
 
@@ -56,9 +57,8 @@ def cut_gradient_sum(ctx: Context, target: TargetSpec, cut: str | None, weights:
         ``((b - a) · N, ...)`` batch; it is called once per chunk, in order.
     """
     ops, n = ctx.ops, ctx.n
-    per_pass = max(1, ctx.backend.max_batch(ctx.x) // max(n, 1))
     total = None
-    for a, b in chunks(len(weights), per_pass):
+    for a, b in chunks(len(weights), points_per_pass(ctx, len(weights))):
         k = b - a
         points = make_points(a, b)
         if cut is None:
@@ -109,7 +109,7 @@ def layer_integrated_gradients(ctx: Context, *, baseline: Any = "zeros", steps: 
 
 
 @register("conductance", needs=("grad", "layer_grad"), family="layer",
-          aliases=("layer_conductance", "neuron_conductance"),
+          aliases=("layer_conductance",),
           summary="Integrated-gradients flow through each unit of a layer (or, with "
                   "neuron=, the input attributions through one unit)",
           reference="Dhamdhere et al. 2018")
@@ -161,9 +161,8 @@ def _layer_conductance(ctx: Context, target: TargetSpec, layer: str, base: Any, 
     ops, n = ctx.ops, ctx.n
     alphas, _ = integration_points(rule, steps + 1)
     make = path_points(ops, base, ctx.x - base, alphas)
-    per_pass = max(1, ctx.backend.max_batch(ctx.x) // max(n, 1))
     total = previous = None
-    for a, b in chunks(len(alphas), per_pass):
+    for a, b in chunks(len(alphas), points_per_pass(ctx, len(alphas))):
         k = b - a
         result = ctx.gradient(make(a, b), target.repeat(k), wrt=layer)
         shape = ops.shape(result.grad)[1:]
@@ -187,9 +186,8 @@ def _neuron_conductance(ctx: Context, target: TargetSpec, unit: NeuronTarget, ba
     delta = ctx.x - base
     make = path_points(ops, base, delta, alphas)
     sample_shape = ops.shape(ctx.x)[1:]
-    per_pass = max(1, ctx.backend.max_batch(ctx.x) // max(n, 1))
     total = None
-    for a, b in chunks(len(alphas), per_pass):
+    for a, b in chunks(len(alphas), points_per_pass(ctx, len(alphas))):
         k = b - a
         points = make(a, b)
         # ∂f/∂a_i at each point (one pass), times ∂a_i/∂x (a second pass).

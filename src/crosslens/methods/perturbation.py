@@ -2,7 +2,7 @@
 
 Each method evaluates the target score on many modified copies of the input. The
 copies are built natively and evaluated in batches sized by the memory budget
-(``backend.max_batch(x, backward=False)``), never one forward pass per perturbation;
+(``backend.max_batch(x, backward=False, total=...)``), never one forward pass per perturbation;
 scores are combined on the host in float64, so the result does not depend on the
 chunk size. Results are raw, signed and in the input's layout.
 
@@ -31,6 +31,7 @@ from ..core.registry import register
 from ..viz.resize import resize_bilinear
 from .base import Context, MethodResult
 from .baselines import make_baseline
+from .batching import points_per_pass
 from .scoring import forward_scores
 
 
@@ -88,9 +89,9 @@ def occlusion(ctx: Context, *, patch: Any = 8, stride: Any = None, baseline: Any
         for j, region in enumerate(windows[start:stop]):
             total[(slice(None),) + region] += drops[j].reshape((n,) + (1,) * len(mask_shape))
             covered[region] += 1.0
-    attributions = np.broadcast_to(total / covered, (n,) + tuple(sample_shape))
+    attributions = np.broadcast_to(total / covered, (n,) + tuple(sample_shape)).copy()
     info = {"patch": window, "stride": steps, "windows": len(windows)}
-    return MethodResult(ops.asarray(np.ascontiguousarray(attributions)), info=info)
+    return MethodResult(ops.asarray(attributions), info=info)
 
 
 @register("feature_ablation", needs=("forward",), family="perturbation",
@@ -142,7 +143,7 @@ def feature_ablation(ctx: Context, *, feature_mask: Any = None, baseline: Any = 
           reference="Petsiuk et al. 2018")
 def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
          baseline: Any = 0.0, blur_sigma: float = 8.0) -> MethodResult:
-    """RISE saliency: ``S = Σ_i score(x ⊙ M_i + b ⊙ (1 - M_i)) · M_i / (samples · p)``.
+    """RISE saliency: ``S = Σ_i score(b + (x - b) ⊙ M_i) · M_i / (samples · p)``.
 
     Parameters
     ----------
@@ -203,7 +204,7 @@ def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
     saliency /= samples * p
     channel = [axis for axis in range(1, len(shape)) if axis not in spatial]
     values = np.expand_dims(saliency, tuple(channel)) if channel else saliency
-    attributions = np.ascontiguousarray(np.broadcast_to(values, shape))
+    attributions = np.broadcast_to(values, shape).copy()
     info = {"samples": samples, "p": p, "cell": cells, "grid": grid}
     return MethodResult(ops.asarray(attributions), info=info)
 
@@ -216,22 +217,22 @@ def _evaluate(ctx: Context, base: Any, target: Any, count: int, make_masks,
 
     ``make_masks(a, b)`` gives masks ``(b - a, 1 or N, ...)`` broadcastable to the batch.
     Binary masks mark what is replaced by ``base``; with ``soft`` the masks are weights
-    of the input (``x · m + base · (1 - m)``).
+    of the input (``base + (x - base) · m``).
     Yields ``(a, b, masks, scores)`` with scores of shape ``(b - a, N)``.
     """
     ops, n = ctx.ops, ctx.n
     shape = ops.shape(ctx.x)
     x5 = ops.reshape(ctx.x, (1,) + shape)
     base5 = ops.reshape(base, (1,) + shape)
-    per_pass = max(1, ctx.backend.max_batch(ctx.x, backward=False) // max(n, 1))
-    for a, b in chunks(count, per_pass):
+    change5 = x5 - base5 if soft else None  # once, so a soft pass makes two temporaries
+    for a, b in chunks(count, points_per_pass(ctx, count, backward=False)):
         k = b - a
         masks = make_masks(a, b)
         masks = masks.reshape(masks.shape[:1] + (1,) * (len(shape) + 1 - masks.ndim)
                               + masks.shape[1:])
         m = ops.asarray(masks.astype(np.float64) if soft else masks)
         if soft:
-            points = x5 * m + base5 * (1.0 - m)
+            points = base5 + change5 * m
         else:
             points = ops.where(m > 0.5, base5, x5)
         points = ops.reshape(points, (k * n,) + shape[1:])
