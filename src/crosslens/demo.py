@@ -3,7 +3,8 @@
 Runs every registered attribution method that the PyTorch backend supports on the cat
 (``chelsea.png``) and coffee (``coffee.png``) photos shipped with scikit-image, prints
 the top-5 labels, and writes a grid of methods side by side (``methods.png``), the
-activations of a late layer (``activations.png``) and an HTML report (``report.html``).
+activations of a late layer (``activations.png``), class visualizations optimized from
+noise (``featurevis.png``) and an HTML report with all of them (``report.html``).
 Nothing is downloaded.
 """
 from __future__ import annotations
@@ -22,8 +23,9 @@ DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "squaregrad": {"samples": 25, "seed": 0},
     "vargrad": {"samples": 25, "seed": 0},
     "occlusion": {"patch": 32, "stride": 16},
-    "rise": {"samples": 1000, "seed": 0},
-    "score_cam": {},
+    "rise": {"samples": 500, "seed": 0},
+    # 320 channels at 7x7 instead of the 1280 of the head: one forward pass per channel
+    "score_cam": {"layer": "_blocks.15"},
 }
 #: Methods that do not make an input-attribution map for this grid.
 NOT_IN_GRID = {"activations", "feature_ablation", "internal_influence", "conductance",
@@ -47,7 +49,8 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None,
 
     import crosslens as cl
     from crosslens import zoo
-    from crosslens.viz import figure_grid, figure_html, save_figure
+    from crosslens.featurevis.demo import run_demo
+    from crosslens.viz import figure_grid, figure_html, png_data_uri, save_figure
 
     os.makedirs(out_dir, exist_ok=True)
     model = zoo.efficientnet_lite0()
@@ -80,6 +83,14 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None,
     grid_path = save_figure(figure, os.path.join(out_dir, "methods.png"))
     acts = cl.explain(model, x, "activations", layer=ACTIVATION_LAYER)
     act_path = acts.save(os.path.join(out_dir, "activations.png"))
+
+    start = time.perf_counter()
+    featurevis = run_demo(out_dir)
+    log("feature visualization from noise: " + ", ".join(
+        f"{label.split(',')[0]} p={p:.3f}" for label, p in
+        zip(featurevis["labels"], featurevis["probabilities"]))
+        + f" ({time.perf_counter() - start:.0f} s)")
+
     report = os.path.join(out_dir, "report.html")
     with open(report, "w") as handle:
         handle.write("<!doctype html><meta charset='utf-8'><title>crosslens demo</title>"
@@ -87,9 +98,13 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None,
         handle.write(figure_html(figure, caption="Attributions for the top-1 class; red "
                                  "positive, blue negative"))
         handle.write(figure_html(acts.figure(), caption=f"Activations of {ACTIVATION_LAYER}"))
-    log(f"wrote {grid_path}, {act_path} and {report}")
+        with open(featurevis["figure"], "rb") as png:
+            handle.write(f"<figure><img src='{png_data_uri(png.read())}'><figcaption>Class "
+                         "visualizations optimized from noise (Fourier parameterization, "
+                         "Lucid's transforms)</figcaption></figure>")
+    log(f"wrote {grid_path}, {act_path}, {featurevis['figure']} and {report}")
     return {"top1": top1, "probabilities": probabilities, "maps": maps, "timings": timings,
-            "grid": str(grid_path), "report": report}
+            "grid": str(grid_path), "report": report, "featurevis": featurevis}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -219,7 +219,7 @@ class TorchBackend(Backend):
     # --- model copies (sanity checks) ---------------------------------------------------
     def parameter_layers(self) -> list[str]:
         return [name for name, module in self._modules.items()
-                if any(p.requires_grad for p in module.parameters(recurse=False))]
+                if any(True for _ in module.parameters(recurse=False))]
 
     def randomized_copy(self, layers: Sequence[str], seed: int | None = None) -> torch.nn.Module:
         if self.is_script:
@@ -240,18 +240,23 @@ class TorchBackend(Backend):
     # --- session ----------------------------------------------------------------------
     @contextmanager
     def _model_state(self) -> Iterator[None]:
-        modes = [(m, m.training) for m in self.model.modules()]
-        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        # Only what must change is touched and put back: on a ResNet50 a blanket
+        # eval() + parameters() walk costs ~3 ms per call, a GPU pass about as much.
+        modules = list(self.model.modules())
+        training = [m for m in modules if m.training]
+        flags = [p for m in modules for p in m._parameters.values()
+                 if p is not None and p.requires_grad]
         try:
-            self.model.eval()
-            for p, _ in flags:
+            if training:
+                self.model.eval()
+            for p in flags:
                 p.requires_grad_(False)
             yield
         finally:
-            for m, training in modes:
-                m.training = training
-            for p, flag in flags:
-                p.requires_grad_(flag)
+            for m in training:
+                m.training = True
+            for p in flags:
+                p.requires_grad_(True)
 
     def max_batch(self, x, backward=True, total=None):
         if self.device.type == "cuda":  # never plan past what the device has free

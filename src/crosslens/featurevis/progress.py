@@ -1,0 +1,46 @@
+"""A progress bar: tqdm when installed, else a minimal bar on stderr."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+class _SimpleBar:
+    """``\\r``-redrawn text bar on stderr, at most ~10 redraws per second."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n, self._last = max(int(total), 1), desc, 0, 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= 0.1 or self.n >= self.total:
+            self._last = now
+            done = int(30 * self.n / self.total)
+            sys.stderr.write(f"\r{self.desc} [{'#' * done}{'.' * (30 - done)}] "
+                             f"{self.n}/{self.total}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str = "", enabled: bool = True) -> Any:
+    """An object with ``update(n)`` and ``close()``; a no-op when ``enabled`` is false."""
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _SimpleBar(total, desc)
+    return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
