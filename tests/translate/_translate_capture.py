@@ -26,7 +26,8 @@ def torch_activation(model, module_name, x):
 def keras_activation(model, layer_name, x):
     import keras
 
-    sub = keras.Model(model.inputs, model.get_layer(layer_name).output)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    sub = keras.Model(inputs, model.get_layer(layer_name).output)
     return np.asarray(sub(np.asarray(x, dtype=np.float32), training=False))
 
 

@@ -104,7 +104,7 @@ def keras_small_cnn(seed=0):
     x = L.ReLU(name="relu1")(x)
     x = L.MaxPooling2D(name="pool1")(x)
     x = L.Conv2D(16, 3, strides=2, padding="same", activation="sigmoid", name="conv2")(x)
-    x = L.AveragePooling2D(name="pool2")(x)
+    x = L.AveragePooling2D(2, name="pool2")(x)
     x = L.Flatten(name="flatten")(x)
     x = L.Dense(32, activation="relu", name="fc1")(x)
     out = L.Dense(10, name="fc2")(x)

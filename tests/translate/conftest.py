@@ -1,8 +1,8 @@
 """Fixtures for crosslens.translate tests.
 
 Slow tests (``@pytest.mark.slow``, > 20 s each) are skipped unless selected with
-``-m slow`` or ``CROSSLENS_RUN_SLOW=1``.  Every translation report is printed
-(run with ``-s`` to see them).
+``-m slow`` or ``CROSSLENS_RUN_SLOW=1``.  Every test prints the translation reports it
+produces (run with ``-s`` to see them).
 """
 
 from __future__ import annotations
@@ -37,18 +37,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords and _HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(skip)
-
-
-@pytest.fixture
-def show():
-    """``show(translation_or_report, title)`` prints the report (visible with ``pytest -s``)."""
-
-    def _show(obj, title=""):
-        report = getattr(obj, "report", obj)
-        print(f"\n===== {title} =====\n{report}", flush=True)
-        return obj
-
-    return _show
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from .layout import LayerRef, Translation, to_layout
 
 __all__ = [
     "translate",
+    "clear_memory_cache",
     "load_onnx",
     "to_layout",
     "Translation",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-from .core import translate
+from .core import clear_memory_cache, translate
 from .report import TranslationReport
 
 

@@ -38,7 +38,16 @@ The choice
    graph, so a model containing ``NonMaxSuppression``/``RoiAlign`` fails at
    translation time (with the node name), not later inside a forward pass.
 
-We do not vendor onnx2torch and do not monkey-patch torch.
+The same mechanism serves ``zennit``, whose ``zennit/__init__`` imports
+``zennit.torchvision``, which only does
+``from torchvision.models.resnet import Bottleneck, BasicBlock`` for
+``isinstance`` checks in its ResNet canonizer: the stub provides
+``torchvision.models.resnet`` with two placeholder classes that no module can
+be an instance of (without torchvision there are no torchvision ResNets).
+Use :func:`import_zennit` (or :func:`import_with_torchvision` for any other
+module; ``crosslens.toolsets.zennit`` calls ``import_with_torchvision("zennit")``).
+
+We do not vendor onnx2torch/zennit and do not monkey-patch torch.
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ __all__ = [
     "TorchvisionUnavailableError",
     "TORCHVISION_OPS",
     "import_onnx2torch",
+    "import_zennit",
+    "import_with_torchvision",
     "torchvision_status",
     "check_graph_supported",
 ]
@@ -60,7 +71,7 @@ __all__ = [
 TORCHVISION_OPS = {"NonMaxSuppression": "torchvision.ops.nms", "RoiAlign": "torchvision.ops.roi_align"}
 
 _LOCK = threading.Lock()
-_STATE: dict = {"module": None, "torchvision_ok": None, "error": None}
+_STATE: dict = {"modules": {}, "torchvision_ok": None, "error": None}
 
 
 class TorchvisionUnavailableError(ImportError):
@@ -88,23 +99,24 @@ def _make_stub() -> dict[str, types.ModuleType]:
     ops = types.ModuleType("torchvision.ops")
     for name in ("nms", "box_convert", "roi_align"):
         setattr(ops, name, _stub_callable(f"torchvision.ops.{name}"))
-    tv.ops = ops
-    return {"torchvision": tv, "torchvision.ops": ops}
+    models = types.ModuleType("torchvision.models")
+    models.__path__ = []
+    resnet = types.ModuleType("torchvision.models.resnet")
+    for name in ("Bottleneck", "BasicBlock"):
+        placeholder = type(name, (), {"__doc__": "placeholder: torchvision is unavailable", "__module__": resnet.__name__})
+        setattr(resnet, name, placeholder)
+    models.resnet = resnet
+    tv.ops, tv.models = ops, models
+    return {"torchvision": tv, "torchvision.ops": ops, "torchvision.models": models, "torchvision.models.resnet": resnet}
 
 
 def _torchvision_keys() -> set[str]:
     return {k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")}
 
 
-def import_onnx2torch():
-    """Return the ``onnx2torch`` module, importing it as described in the module docstring."""
-    with _LOCK:
-        if _STATE["module"] is not None:
-            return _STATE["module"]
-        if "onnx2torch" in sys.modules:  # imported by the user already (torchvision must have worked)
-            _STATE["module"] = sys.modules["onnx2torch"]
-            _STATE["torchvision_ok"] = "torchvision" in sys.modules
-            return _STATE["module"]
+def _probe_torchvision() -> bool:
+    """Try the real ``import torchvision`` once; clean up partial leftovers if it fails."""
+    if _STATE["torchvision_ok"] is None:
         before = _torchvision_keys()
         try:
             importlib.import_module("torchvision")
@@ -112,25 +124,48 @@ def import_onnx2torch():
         except Exception as exc:  # ImportError, RuntimeError (operator ... does not exist), OSError ...
             _STATE["torchvision_ok"] = False
             _STATE["error"] = exc
-            # drop partial leftovers of the failed import
             for key in _torchvision_keys() - before:
                 sys.modules.pop(key, None)
-        if _STATE["torchvision_ok"]:
-            _STATE["module"] = importlib.import_module("onnx2torch")
-            return _STATE["module"]
+    return _STATE["torchvision_ok"]
 
-        stub = _make_stub()
-        saved = {k: sys.modules[k] for k in stub if k in sys.modules}
-        sys.modules.update(stub)
-        try:
-            module = importlib.import_module("onnx2torch")
-        finally:
-            for key in stub:
-                if sys.modules.get(key) is stub[key]:
-                    del sys.modules[key]
-            sys.modules.update(saved)
-        _STATE["module"] = module
+
+def import_with_torchvision(name: str):
+    """Import module ``name`` (e.g. ``"zennit"``): plainly if the real torchvision imports, else with
+    the stub present in ``sys.modules`` only for the duration of the import."""
+    with _LOCK:
+        if name in _STATE["modules"]:
+            return _STATE["modules"][name]
+        if name in sys.modules:
+            _STATE["modules"][name] = sys.modules[name]
+            return sys.modules[name]
+        if _probe_torchvision():
+            module = importlib.import_module(name)
+        else:
+            stub = _make_stub()
+            saved = {k: sys.modules[k] for k in stub if k in sys.modules}
+            sys.modules.update(stub)
+            try:
+                module = importlib.import_module(name)
+            finally:
+                for key in stub:
+                    if sys.modules.get(key) is stub[key]:
+                        del sys.modules[key]
+                sys.modules.update(saved)
+        _STATE["modules"][name] = module
         return module
+
+
+def import_onnx2torch():
+    """Return the ``onnx2torch`` module, importing it as described in the module docstring."""
+    from ._deps import require
+
+    require("onnx2torch", "ONNX → PyTorch conversion")
+    return import_with_torchvision("onnx2torch")
+
+
+def import_zennit():
+    """Return the ``zennit`` module, importable with or without a working torchvision."""
+    return import_with_torchvision("zennit")
 
 
 def torchvision_status() -> dict:
@@ -152,44 +187,5 @@ def check_graph_supported(onnx_model) -> None:
             )
 
 
-_OTHER_MODULES: dict = {}
-
-
-def _models_stub() -> dict[str, types.ModuleType]:
-    """``torchvision.models.resnet`` with placeholder block classes (for zennit's canonizers).
-
-    No module is ever an instance of these classes, so canonizers keyed on them never apply
-    — which is right: without torchvision there are no torchvision models in the process.
-    """
-    models = types.ModuleType("torchvision.models")
-    models.__path__ = []
-    resnet = types.ModuleType("torchvision.models.resnet")
-    for name in ("BasicBlock", "Bottleneck"):
-        setattr(resnet, name, type(name, (), {"__module__": "torchvision.models.resnet"}))
-    models.resnet = resnet
-    return {"torchvision.models": models, "torchvision.models.resnet": resnet}
-
-
-def import_with_torchvision(module_name: str):
-    """Import ``module_name`` (e.g. ``"zennit"``) like onnx2torch: the real torchvision when it
-    imports, else a stub present in ``sys.modules`` only for the duration of the import."""
-    import_onnx2torch()  # settles whether the real torchvision works
-    with _LOCK:
-        if module_name in _OTHER_MODULES:
-            return _OTHER_MODULES[module_name]
-        if _STATE["torchvision_ok"] or module_name in sys.modules:
-            module = importlib.import_module(module_name)
-        else:
-            stub = {**_make_stub(), **_models_stub()}
-            stub["torchvision"].models = stub["torchvision.models"]
-            saved = {k: sys.modules[k] for k in stub if k in sys.modules}
-            sys.modules.update(stub)
-            try:
-                module = importlib.import_module(module_name)
-            finally:
-                for key in stub:
-                    if sys.modules.get(key) is stub[key]:
-                        del sys.modules[key]
-                sys.modules.update(saved)
-        _OTHER_MODULES[module_name] = module
-        return module
+#: alias of :func:`import_with_torchvision`
+import_with_torchvision_fallback = import_with_torchvision

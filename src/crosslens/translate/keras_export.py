@@ -20,6 +20,8 @@ large models use ``weights_as_inputs=True`` (see :func:`keras_to_onnx`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 
 import numpy as np
@@ -56,6 +58,10 @@ def keras_to_onnx(model, example, *, opset: int = 17, weights_as_inputs: bool = 
     (``perm`` ``None`` for identity).
     """
     import keras
+
+    from ._deps import require
+
+    require("tf2onnx", "Keras → ONNX export")
     import tensorflow as tf
     import tf2onnx
 
@@ -102,13 +108,14 @@ def keras_to_onnx(model, example, *, opset: int = 17, weights_as_inputs: bool = 
                 return {MAIN_OUTPUT: model(x, training=False)}
 
             out_rank = len(model(example[:1], training=False).shape)
-        proto, _ = tf2onnx.convert.from_function(
-            fn,
-            input_signature=spec,
-            opset=opset,
-            inputs_as_nchw=[in_name] if rank == 4 else None,
-            outputs_as_nchw=[MAIN_OUTPUT] if out_rank == 4 else None,
-        )
+        with _no_catch_errors():
+            proto, _ = tf2onnx.convert.from_function(
+                fn,
+                input_signature=spec,
+                opset=opset,
+                inputs_as_nchw=[in_name] if rank == 4 else None,
+                outputs_as_nchw=[MAIN_OUTPUT] if out_rank == 4 else None,
+            )
     t_export = time.perf_counter() - t0
     layer_values = _postprocess(proto, names)
     if not names:
@@ -119,6 +126,23 @@ def keras_to_onnx(model, example, *, opset: int = 17, weights_as_inputs: bool = 
         "input_layout": "NCHW" if rank == 4 else None,
     }
     return proto, layer_values, info
+
+
+@contextlib.contextmanager
+def _no_catch_errors():
+    """tf2onnx deep-copies the whole graph (weights included) before every optimiser pass unless
+    ``TF2ONNX_CATCH_ERRORS`` is set (tf2onnx 1.17 compares the variable's *name*, so any value turns
+    the copies off).  Set it only for the duration of our call."""
+    key = "TF2ONNX_CATCH_ERRORS"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 def _postprocess(proto, names):
@@ -205,13 +229,14 @@ def _export_weights_as_inputs(model, wrapper, spec, opset, rank, out_rank):
 
     sig = tuple(spec) + tuple(wspecs)
     tfn = tf.function(fn, input_signature=sig)
-    proto, _ = tf2onnx.convert.from_function(
-        tfn,
-        input_signature=sig,
-        opset=opset,
-        inputs_as_nchw=[spec[0].name] if rank == 4 else None,
-        outputs_as_nchw=[MAIN_OUTPUT] if out_rank == 4 else None,
-    )
+    with _no_catch_errors():
+        proto, _ = tf2onnx.convert.from_function(
+            tfn,
+            input_signature=sig,
+            opset=opset,
+            inputs_as_nchw=[spec[0].name] if rank == 4 else None,
+            outputs_as_nchw=[MAIN_OUTPUT] if out_rank == 4 else None,
+        )
     g = proto.graph
     values = {n: np.asarray(v.numpy()) for n, v in zip(wnames, all_vars)}
     keep_inputs = [i for i in g.input if i.name not in values]
@@ -220,45 +245,109 @@ def _export_weights_as_inputs(model, wrapper, spec, opset, rank, out_rank):
     g.input.extend(keep_inputs)
     for name, arr in values.items():
         if name in present:
-            g.initializer.append(onnx.numpy_helper.from_array(arr.astype(np.float32, copy=False), name))
+            g.initializer.append(onnx.numpy_helper.from_array(arr, name))
+    del values
+    fold_initializer_ops(proto)
+    # tf2onnx could not push its NHWC<->NCHW transposes through the BN arithmetic while the weights
+    # were graph inputs: run its transpose optimiser again now that they are constants.  Only the
+    # cheap passes: the full default list (const folding, duplicate merging) costs ~2 GB more on ResNet50.
+    from tf2onnx import optimizer as tf2onnx_optimizer
+    from tf2onnx.graph import GraphUtil
+
+    wanted = ("optimize_transpose", "remove_identity", "remove_back_to_back")
+    passes = {k: v for k, v in tf2onnx_optimizer._get_optimizers().items() if k in wanted}
+    # hide the large initializers (conv / dense kernels) from tf2onnx as plain graph inputs: its
+    # optimiser only needs the small per-channel constants to push transposes through BN arithmetic,
+    # and handling 500 MB of constants costs it ~6 GB (VGG16)
+    g = proto.graph
+    big = [init for init in g.initializer if _nbytes(init) > _BIG]
+    hidden = {}
+    for init in big:
+        t = onnx.TensorProto()
+        t.CopyFrom(init)
+        hidden[init.name] = t
+        g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    keep = [init for init in g.initializer if init.name not in hidden]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    del keep, big
+    kw = GraphUtil.get_onnx_model_properties(proto)
+    graph = GraphUtil.create_graph_from_onnx_model(proto)
+    doc, gname = proto.graph.doc_string, proto.graph.name
+    del proto, g
+    graph = tf2onnx_optimizer.optimize_graph(graph, False, optimizers=passes)
+    proto = graph.make_model(doc, graph_name=gname, **kw)
+    del graph
+    g = proto.graph
+    rest = [i for i in g.input if i.name not in hidden]
+    del g.input[:]
+    g.input.extend(rest)
+    g.initializer.extend(hidden.values())
+    del hidden
     fold_initializer_ops(proto)
     return proto
 
 
-def fold_initializer_ops(proto, max_rounds: int = 10):
-    """Fold nodes whose inputs are all initializers (Transpose/Reshape/Cast/...) with the reference evaluator."""
-    import onnx
+_BIG = 1 << 16  # bytes
+
+
+def _nbytes(init) -> int:
+    n = 1
+    for d in init.dims:
+        n *= d
+    return n * 4
+
+
+_NO_FOLD = {"Conv", "ConvTranspose", "MatMul", "Gemm", "If", "Loop", "Scan"}
+
+
+def fold_initializer_ops(proto):
+    """Replace every node whose inputs are all initializers by its value (``onnx.reference``)."""
     from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
 
     g = proto.graph
-    foldable = {"Transpose", "Reshape", "Cast", "Identity", "Squeeze", "Unsqueeze", "Mul", "Add", "Sub", "Div", "Sqrt"}
     opset = ou.opset(proto)
-    for _ in range(max_rounds):
-        inits = {i.name: i for i in g.initializer}
-        changed = False
-        new_nodes = []
-        for n in g.node:
-            if n.op_type in foldable and n.input and all(i in inits for i in n.input if i) and len(n.output) == 1:
-                arrs = [numpy_helper.to_array(inits[i]) for i in n.input if i]
-                names = [f"i{k}" for k in range(len(arrs))]
-                vin = [
-                    helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
-                    for nm, a in zip(names, arrs)
-                ]
-                node = helper.make_node(n.op_type, names, ["o"], **{a.name: helper.get_attribute_value(a) for a in n.attribute})
-                m = helper.make_model(
-                    helper.make_graph([node], "f", vin, [helper.make_tensor_value_info("o", onnx.TensorProto.UNDEFINED, None)]),
-                    opset_imports=[helper.make_opsetid("", opset)],
-                )
-                from onnx.reference import ReferenceEvaluator
-
-                (res,) = ReferenceEvaluator(m).run(None, dict(zip(names, arrs)))
-                g.initializer.append(numpy_helper.from_array(np.asarray(res), n.output[0]))
-                changed = True
-            else:
-                new_nodes.append(n)
-        if not changed:
-            break
-        del g.node[:]
-        g.node.extend(new_nodes)
+    values = {i.name: None for i in g.initializer}  # lazily converted
+    inits = {i.name: i for i in g.initializer}
+    new_nodes = []
+    new_inits = []
+    for n in g.node:
+        ins = [i for i in n.input if i]
+        if n.op_type in _NO_FOLD or n.domain not in ("", "ai.onnx") or not all(i in values for i in ins):
+            new_nodes.append(n)
+            continue
+        arrs = []
+        for i in ins:
+            if values[i] is None:
+                values[i] = numpy_helper.to_array(inits[i])
+            arrs.append(values[i])
+        names = [f"i{k}" for k in range(len(arrs))]
+        pos = iter(names)
+        node = helper.make_node(
+            n.op_type,
+            [next(pos) if i else "" for i in n.input],
+            [f"o{k}" for k in range(len(n.output))],
+            **{a.name: helper.get_attribute_value(a) for a in n.attribute},
+        )
+        vin = [
+            helper.make_tensor_value_info(nm, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            for nm, a in zip(names, arrs)
+        ]
+        vout = [helper.make_tensor_value_info(f"o{k}", 0, None) for k in range(len(n.output))]
+        m = helper.make_model(helper.make_graph([node], "f", vin, vout), opset_imports=[helper.make_opsetid("", opset)])
+        try:
+            res = ReferenceEvaluator(m).run(None, dict(zip(names, arrs)))
+        except Exception:
+            new_nodes.append(n)
+            continue
+        for name, r in zip(n.output, res):
+            if name:
+                r = np.asarray(r)
+                values[name] = r
+                new_inits.append(numpy_helper.from_array(r, name))
+                inits[name] = new_inits[-1]
+    del g.node[:]
+    g.node.extend(new_nodes)
+    g.initializer.extend(new_inits)
     ou.prune_dead(g)

@@ -89,8 +89,8 @@ def _inv(perm):
 
 
 def _sanitize(name: str) -> str:
-    name = re.sub(r"[^0-9A-Za-z_.\-:]", "_", name).strip("_")
-    return name or "node"
+    name = re.sub(r"[^0-9A-Za-z_.\-:]", "_", name)
+    return name if name.strip("_") else "node"
 
 
 def _attrs(node):
@@ -875,6 +875,32 @@ class _Converter:
             outs.append(KVal(layer(x.tensor), x.perm, layer.name))
             start += p
         return outs
+
+    def op_SplitToSequence(self, node, ins, a):
+        x = ins[0]
+        axis = a.get("axis", 0) % x.rank
+        size = x.logical_shape()[axis]
+        split = ins[1] if len(ins) > 1 else None
+        if split is None:
+            parts, squeeze = [1] * size, not a.get("keepdims", 1)
+        else:
+            split = np.asarray(self.const(node.input[1], "split"))
+            squeeze = False
+            if split.ndim == 0:
+                k = int(split)
+                parts = [k] * (size // k) + ([size % k] if size % k else [])
+            else:
+                parts = [int(p) for p in split]
+        outs = self.op_Split(node, [x], {"axis": axis, "split": parts})
+        if squeeze:
+            outs = [self._reshape_to(o, [None] + [d for i, d in enumerate(o.logical_shape()) if i not in (0, axis)]) for o in outs]
+        return [outs]
+
+    def op_SequenceAt(self, node, ins, a):
+        seq = ins[0]
+        if not isinstance(seq, list):
+            self.unsupported("input is not a sequence")
+        return seq[int(self.const(node.input[1], "position"))]
 
     def op_Gather(self, node, ins, a):
         x, idx = ins

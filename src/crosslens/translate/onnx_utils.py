@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import collections
-import re
-
-import numpy as np
 
 
 def _perm_attr(node):
@@ -177,28 +174,3 @@ def module_outputs(graph) -> dict:
                 if out in graph_outputs or any(m not in scopes[u] for u in users):
                     result[m] = out  # later nodes overwrite: last escaping value wins
     return result
-
-
-_SAFE = re.compile(r"[^0-9A-Za-z_]")
-
-
-def safe_name(name: str) -> str:
-    return _SAFE.sub("_", name)
-
-
-def to_numpy_inits(model_proto) -> dict:
-    import onnx
-
-    return {i.name: onnx.numpy_helper.to_array(i) for i in model_proto.graph.initializer}
-
-
-def array_digest(arrays, h=None):
-    import hashlib
-
-    h = h or hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str(a.dtype).encode())
-        h.update(str(a.shape).encode())
-        h.update(memoryview(a).cast("B"))
-    return h

@@ -86,11 +86,14 @@ class Verification:
     def failures(self) -> list[str]:
         out = []
         tol_o, tol_g = self.tolerance["output"], self.tolerance["gradient"]
+        tol_c = self.tolerance.get("cosine", -1.0)
         if not self.worst["output"].rel <= tol_o:
-            out.append(f"outputs: {self.worst['output']} > tolerance {tol_o:g}")
+            out.append(f"outputs: {self.worst['output']} > tolerance rel {tol_o:g}")
         for key, label in (("grad_sum", "input-gradient of sum(outputs)"), ("grad_class", "input-gradient of class logit")):
             if not self.worst[key].rel <= tol_g:
-                out.append(f"{label}: {self.worst[key]} > tolerance {tol_g:g}")
+                out.append(f"{label}: {self.worst[key]} > tolerance rel {tol_g:g}")
+            elif key == "grad_class" and not self.worst[key].cosine >= tol_c:
+                out.append(f"{label}: {self.worst[key]} < tolerance cosine {tol_c:g}")
         return out
 
 
@@ -138,8 +141,12 @@ class TranslationReport:
                 else ""
             ),
             f"  export: {self.export_method}; ONNX opset {self.onnx_opset}",
-            f"  layout: input {self.input_layout.get('original')} -> {self.input_layout.get('translated')}; "
-            f"{self.n_mapped_layers} layers mapped",
+            (
+                f"  layout: input {self.input_layout.get('original')} -> {self.input_layout.get('translated')}; "
+                if self.input_layout.get("original") not in (None, "-")
+                else "  layout: unchanged (no spatial input); "
+            )
+            + f"{self.n_mapped_layers} layers mapped",
             "  ops: " + ", ".join(f"{k}×{v}" for k, v in self.op_counts.items()),
             "  converters: " + ", ".join(f"{k} {v}" for k, v in self.converter_versions.items()),
         ]
@@ -150,6 +157,7 @@ class TranslationReport:
                 f"  verification: {status} on {len(v.probes)} probes"
                 + (" (stored result)" if v.from_cache else f" in {v.seconds:.2f} s")
                 + f"; tolerance rel output {v.tolerance['output']:g}, gradient {v.tolerance['gradient']:g}"
+                + (f", cosine ≥ {v.tolerance['cosine']:g}" if "cosine" in v.tolerance else "")
             )
             lines.append(f"    outputs        {v.worst['output']}")
             lines.append(f"    grad sum(out)  {v.worst['grad_sum']}")

@@ -22,6 +22,11 @@ def torch_to_onnx(model, example, *, opset: int = 18):
     """Return ``(model_proto, info)``.  ``model`` must already be in eval mode."""
     import torch
 
+    from ._deps import require
+
+    require("onnx", "PyTorch → ONNX export")
+    require("onnxscript", "PyTorch → ONNX export")
+
     x = torch.as_tensor(example, dtype=torch.float32)
     if x.shape[0] < 2:
         x = torch.cat([x, x], 0)

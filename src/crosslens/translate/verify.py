@@ -9,18 +9,29 @@ import numpy as np
 from .layout import apply_perm, inverse_perm
 from .report import Metrics, ProbeResult, Verification
 
-DEFAULT_TOLERANCE = {"output": 1e-4, "gradient": 1e-3}
+#: ``output``/``gradient``: max relative error (max|a-b|/max|b|); ``cosine``: min cosine of gradients.
+#: Gradients get a looser max-relative bound because float32 input-gradients of deep ReLU networks
+#: are only accurate to a few % at single pixels in *either* framework (round-off flips ReLU/ReLU6
+#: masks of pre-activations within ~1e-7 of a kink).  Class-logit gradient vs float64 evaluation:
+#: random-init Keras ResNet50: torch-f32 5.6e-3, Keras-f32 7.6e-3; pretrained EfficientNet-Lite0:
+#: the *original* torch-f32 model 5.3e-2, its Keras translation 2.6e-3 (notes/translate.md).
+#: A systematic error shows in the outputs and in the cosine, which stays > 0.9999 for round-off.
+DEFAULT_TOLERANCE = {"output": 1e-4, "gradient": 1e-1, "cosine": 0.999}
 
 
 def normalize_tolerance(tolerance) -> dict:
+    """``None`` → defaults; a float sets the output bound only; a dict overrides the given keys."""
+    out = dict(DEFAULT_TOLERANCE)
     if tolerance is None:
-        return dict(DEFAULT_TOLERANCE)
+        return out
     if isinstance(tolerance, dict):
-        out = dict(DEFAULT_TOLERANCE)
+        unknown = set(tolerance) - set(out)
+        if unknown:
+            raise ValueError(f"unknown tolerance keys {sorted(unknown)}; use {sorted(out)}")
         out.update({k: float(v) for k, v in tolerance.items()})
         return out
-    t = float(tolerance)
-    return {"output": t, "gradient": 10 * t}
+    out["output"] = float(tolerance)
+    return out
 
 
 def metrics(a, b, floor: float = 0.0) -> Metrics:
@@ -53,25 +64,29 @@ def worst(ms) -> Metrics:
     return Metrics(max(m.max_abs for m in ms), max(m.rel for m in ms), min(m.cosine for m in ms))
 
 
-# --- framework runners: (model, x, cotangent masks) -> (output, [grad per mask]) ----------------
+# --- framework runners --------------------------------------------------------------------------
+# run(model, x, masks_fn) -> (output, [grad per mask]); masks_fn(output) returns the cotangent masks
+# (in the runner's own layout), so the original model needs a single forward pass.
 
 
-def run_torch(model, x: np.ndarray, masks):
+def run_torch(model, x: np.ndarray, masks_fn):
     import torch
 
     xt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
     out = model(xt)
     if isinstance(out, (list, tuple)):
         out = out[0]
+    out_np = out.detach().numpy()
+    masks = masks_fn(out_np)
     grads = []
     for i, m in enumerate(masks):
-        mt = torch.as_tensor(m, dtype=out.dtype)
+        mt = torch.as_tensor(np.ascontiguousarray(m), dtype=out.dtype)
         (g,) = torch.autograd.grad((out * mt).sum(), xt, retain_graph=i < len(masks) - 1, allow_unused=True)
         grads.append(np.zeros_like(x) if g is None else g.detach().numpy())
-    return out.detach().numpy(), grads
+    return out_np, grads
 
 
-def run_keras(model, x: np.ndarray, masks):
+def run_keras(model, x: np.ndarray, masks_fn):
     import keras
 
     backend = keras.backend.backend()
@@ -79,22 +94,22 @@ def run_keras(model, x: np.ndarray, masks):
         import tensorflow as tf
 
         xt = tf.convert_to_tensor(x, dtype=tf.float32)
-        grads = []
-        out_np = None
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(xt)
             out = model(xt, training=False)
             if isinstance(out, (list, tuple)):
                 out = out[0]
-            targets = [tf.reduce_sum(out * tf.constant(m, dtype=out.dtype)) for m in masks]
+            out_np = out.numpy()
+            masks = masks_fn(out_np)
+            targets = [tf.reduce_sum(out * tf.constant(np.ascontiguousarray(m), dtype=out.dtype)) for m in masks]
+        grads = []
         for t in targets:
             g = tape.gradient(t, xt)
             grads.append(np.zeros_like(x) if g is None else g.numpy())
-        out_np = out.numpy()
         del tape
         return out_np, grads
     if backend == "torch":
-        return run_torch(lambda t: model(t, training=False), x, masks)
+        return run_torch(lambda t: model(t, training=False), x, masks_fn)
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -104,8 +119,9 @@ def run_keras(model, x: np.ndarray, masks):
             return o[0] if isinstance(o, (list, tuple)) else o
 
         out, vjp = jax.vjp(f, jnp.asarray(x))
-        grads = [np.asarray(vjp(jnp.asarray(m, dtype=out.dtype))[0]) for m in masks]
-        return np.asarray(out), grads
+        out_np = np.asarray(out)
+        grads = [np.asarray(vjp(jnp.asarray(m, dtype=out.dtype))[0]) for m in masks_fn(out_np)]
+        return out_np, grads
     raise NotImplementedError(f"Keras backend {backend!r}")
 
 
@@ -121,46 +137,62 @@ def make_probes(example: np.ndarray, probes: int, seed: int):
     return out
 
 
+def _class_mask(out: np.ndarray):
+    flat = out.reshape(out.shape[0], -1)
+    cls = flat.argmax(axis=1)
+    mask = np.zeros_like(flat)
+    mask[np.arange(flat.shape[0]), cls] = 1.0
+    return mask.reshape(out.shape), cls
+
+
 def verify(run_original, run_translated, probe_inputs, in_perm, out_perm, tolerance) -> Verification:
     """Compare two models on ``probe_inputs`` (in the original layout).
 
-    ``run_*(x, masks) -> (output, grads)``; ``in_perm``/``out_perm`` transpose
-    original-layout inputs/outputs into the translation's layout.
+    ``run_*(x, masks_fn) -> (output, grads)``; ``in_perm``/``out_perm`` transpose
+    original-layout inputs/outputs into the translation's layout.  All probes
+    are evaluated as one batch (per-sample results are independent in eval
+    mode), then split for the per-probe metrics.
     """
     tol = normalize_tolerance(tolerance)
     t0 = time.perf_counter()
-    results = []
-    for idx, (kind, x) in enumerate(probe_inputs):
-        # original: first forward to choose the class, then the gradients
-        out_o, _ = run_original(x, [])
-        flat = out_o.reshape(out_o.shape[0], -1)
-        cls = flat.argmax(axis=1)
-        class_mask = np.zeros_like(flat)
-        class_mask[np.arange(flat.shape[0]), cls] = 1.0
-        class_mask = class_mask.reshape(out_o.shape)
-        ones = np.ones_like(out_o)
-        out_o, (g_sum_o, g_cls_o) = run_original(x, [ones, class_mask])
+    sizes = [x.shape[0] for _, x in probe_inputs]
+    x_all = np.concatenate([x for _, x in probe_inputs], axis=0)
+    state = {}
 
-        xt = apply_perm(x, in_perm)
-        ones_t = apply_perm(ones, out_perm)
-        mask_t = apply_perm(class_mask, out_perm)
-        out_t, (g_sum_t, g_cls_t) = run_translated(np.ascontiguousarray(xt), [ones_t, np.ascontiguousarray(mask_t)])
-        back_in, back_out = inverse_perm(in_perm), inverse_perm(out_perm)
-        out_t = apply_perm(out_t, back_out)
-        g_sum_t = apply_perm(g_sum_t, back_in)
-        g_cls_t = apply_perm(g_cls_t, back_in)
+    def masks_original(out):
+        mask, cls = _class_mask(out)
+        state["cls"], state["mask"] = cls, mask
+        return [np.ones_like(out), mask]
+
+    out_o, (g_sum_o, g_cls_o) = run_original(x_all, masks_original)
+
+    def masks_translated(out_t):
+        return [apply_perm(np.ones_like(state["mask"]), out_perm), apply_perm(state["mask"], out_perm)]
+
+    xt = np.ascontiguousarray(apply_perm(x_all, in_perm))
+    out_t, (g_sum_t, g_cls_t) = run_translated(xt, masks_translated)
+    back_in, back_out = inverse_perm(in_perm), inverse_perm(out_perm)
+    out_t = apply_perm(out_t, back_out)
+    g_sum_t = apply_perm(g_sum_t, back_in)
+    g_cls_t = apply_perm(g_cls_t, back_in)
+
+    results = []
+    start = 0
+    for idx, ((kind, _), n) in enumerate(zip(probe_inputs, sizes)):
+        sl = slice(start, start + n)
+        start += n
         # sum(outputs) can have an analytically zero gradient (softmax heads): measure its
         # error against 1% of the class-logit gradient so cancellation noise is not "100 % error"
-        sum_floor = 1e-2 * float(np.abs(g_cls_o).max())
-        cls_floor = 1e-6 * float(np.abs(g_sum_o).max())
+        sum_floor = 1e-2 * float(np.abs(g_cls_o[sl]).max())
+        cls_floor = 1e-6 * float(np.abs(g_sum_o[sl]).max())
         results.append(
             ProbeResult(
                 idx,
                 kind,
-                metrics(out_t, out_o),
-                metrics(g_sum_t, g_sum_o, sum_floor),
-                metrics(g_cls_t, g_cls_o, cls_floor),
-                [int(c) for c in cls],
+                metrics(out_t[sl], out_o[sl]),
+                metrics(g_sum_t[sl], g_sum_o[sl], sum_floor),
+                metrics(g_cls_t[sl], g_cls_o[sl], cls_floor),
+                [int(c) for c in state["cls"][sl]],
             )
         )
     w = {
