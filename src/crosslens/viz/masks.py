@@ -27,15 +27,16 @@ __all__ = ["attribution_mask", "mask_image", "channel_mask", "apply_mask"]
 SIGNS = ("absolute", "positive", "negative")
 
 
-def _map_for(image: np.ndarray, attribution: ArrayLike, reduce: str) -> np.ndarray:
+def _as_map(attribution: ArrayLike, reduce: str, size: tuple[int, int] | None) -> np.ndarray:
+    """An ``(H, W)`` float64 map: channels reduced, resized to ``size`` when given."""
     amap = np.asarray(attribution, dtype=np.float64)
     if amap.ndim == 3:
         amap = reduce_channels(amap, reduce)
     if amap.ndim != 2:
         raise ValueError(f"expected an (H, W) map or an (H, W, C) attribution, got shape "
                          f"{amap.shape}")
-    if amap.shape != image.shape[:2]:
-        amap = resize_bilinear(amap, image.shape[:2])
+    if size is not None and tuple(size) != amap.shape:
+        amap = resize_bilinear(amap, tuple(size))
     return amap
 
 
@@ -79,14 +80,7 @@ def attribution_mask(attribution: ArrayLike, keep: float = 0.1, *, sign: str = "
         raise ValueError(f"keep must be a fraction in (0, 1], got {keep}")
     if sign not in SIGNS:
         raise ValueError(f"unknown sign {sign!r}; choose one of {SIGNS}")
-    amap = np.asarray(attribution, dtype=np.float64)
-    if amap.ndim == 3:
-        amap = reduce_channels(amap, reduce)
-    if amap.ndim != 2:
-        raise ValueError(f"expected an (H, W) map or an (H, W, C) attribution, got shape "
-                         f"{amap.shape}")
-    if size is not None and tuple(size) != amap.shape:
-        amap = resize_bilinear(amap, size)
+    amap = _as_map(attribution, reduce, size)
     score = np.abs(amap) if sign == "absolute" else amap if sign == "positive" else -amap
     count = max(1, int(np.ceil(keep * score.size)))
     cut = np.partition(score.ravel(), score.size - count)[score.size - count]
@@ -152,7 +146,7 @@ def channel_mask(image: ArrayLike, channel_map: ArrayLike, threshold: float = 0.
         Also return the boolean mask.
     """
     img = _image(image)
-    amap = _map_for(img, channel_map, "sum")
+    amap = _as_map(channel_map, "sum", img.shape[:2])
     top = amap.max()
     mask = amap >= threshold * top if top > 0 else np.zeros(amap.shape, dtype=bool)
     masked = apply_mask(img, mask, background)

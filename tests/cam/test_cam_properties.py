@@ -1,0 +1,183 @@
+"""CAM properties: the CAM = Z·Grad-CAM identity, Score-CAM chunk invariance, PyTorch/Keras
+parity (float32), native bilinear resize, an untouched model, and the errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import crosslens as cl
+from crosslens.viz import resize_bilinear
+from reference.builders import build_keras, build_torch
+from reference.numpy_nets import forward
+
+FLAVORS = ("torch", "keras")
+TARGET = [1, 3, 0]
+METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "scorecam", "cam", "eigencam",
+           "guided_gradcam", "channel_mask")
+
+
+@pytest.mark.parametrize("kind", ["small_cnn", "small_resnet"])
+@pytest.mark.parametrize("method", METHODS)
+def test_torch_keras_parity_float32(zoo, kind, method):
+    x = zoo.x(kind).astype(np.float32)
+    options = {"channel": 2} if method == "channel_mask" else {"target": TARGET}
+    a, _ = zoo.explain("torch", kind, x, method, dtype="float32", **options)
+    b, _ = zoo.explain("keras", kind, x, method, dtype="float32", **options)
+    zoo.assert_close(b, a, 1e-5, f"{method} keras vs torch")
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("kind", ["small_cnn", "small_resnet"])
+def test_cam_is_grad_cam_times_positions_on_gap_dense_heads(zoo, flavor, kind):
+    """For S = b + W·GAP(A): ∂S/∂A_k = W_ck / Z everywhere, so CAM = Z · Grad-CAM."""
+    x = zoo.x(kind)
+    for relu in (False, True):
+        cam, exp = zoo.explain(flavor, kind, x, "cam", target=TARGET, relu=relu, upsample=False)
+        grad_cam, _ = zoo.explain(flavor, kind, x, "gradcam", target=TARGET, relu=relu,
+                                  upsample=False)
+        positions = cam.shape[1] * cam.shape[2]
+        zoo.assert_close(cam, positions * grad_cam, 1e-12, f"relu={relu}")
+    # the signed map with the head's bias gives back the score: mean(M_c) + b_c = S_c
+    scores = forward(zoo.spec(kind), x)[np.arange(3), TARGET]
+    signed, exp = zoo.explain(flavor, kind, x, "cam", target=TARGET, relu=False,
+                              upsample=False)
+    np.testing.assert_allclose(signed.mean(axis=(1, 2)) + exp.info["head_bias"], scores,
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_scorecam_chunk_size_invariance(zoo, flavor):
+    x = zoo.x("small_cnn")
+    small, tiny = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET, layer="relu2",
+                              memory_budget=1)
+    whole, default = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET,
+                                 layer="relu2")
+    assert tiny.info["chunk_channels"] == 1 and default.info["chunk_channels"] == 16
+    zoo.assert_close(small, whole, 1e-13, "chunked scorecam")
+
+
+def test_scorecam_raw_scores_for_callable_targets(zoo):
+    """softmax=False weights by the raw score: a callable target equals the class logit."""
+    x = zoo.x("small_cnn")
+    by_class, _ = zoo.explain("torch", "small_cnn", x, "scorecam", target=2, softmax=False,
+                              relu=False)
+    by_callable, _ = zoo.explain("torch", "small_cnn", x, "scorecam", relu=False,
+                                 target=lambda out: out[:, 2], softmax=False)
+    zoo.assert_close(by_callable, by_class, 1e-12, "callable target")
+    with pytest.raises(cl.OptionError, match="softmax=False"):
+        zoo.explain("torch", "small_cnn", x, "scorecam", target=lambda out: out[:, 2])
+
+
+def test_native_resize_equals_numpy_torch_and_tf():
+    import tensorflow as tf
+    import torch
+    import torch.nn.functional as F
+
+    from crosslens.backends.keras import KerasOps
+    from crosslens.backends.torch import TorchOps
+
+    maps = np.random.default_rng(0).standard_normal((2, 5, 7))
+    torch_ops, keras_ops = TorchOps(torch.device("cpu"), torch.float64), KerasOps(tf.float64)
+    for size in [(16, 16), (3, 4), (11, 9), (5, 7)]:
+        expected = np.stack([resize_bilinear(m, size) for m in maps])
+        interp = F.interpolate(torch.tensor(maps)[:, None], size=size, mode="bilinear",
+                               align_corners=False)[:, 0].numpy()
+        np.testing.assert_allclose(interp, expected, rtol=0, atol=1e-14)
+        t = torch_ops.resize_bilinear(torch_ops.asarray(maps), size)
+        k = keras_ops.resize_bilinear(keras_ops.asarray(maps), size)
+        assert k.dtype == tf.float64  # tf.image.resize would return float32
+        np.testing.assert_allclose(t.numpy(), expected, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(k), expected, rtol=0, atol=1e-14)
+        image = tf.image.resize(maps[..., None].astype(np.float32), size, method="bilinear",
+                                antialias=False)[..., 0]
+        np.testing.assert_allclose(image.numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_spatial_layers(zoo):
+    from crosslens.backends import get_backend
+
+    expected = {"torch": ["conv1", "relu1", "pool", "conv2", "relu2"],
+                "keras": ["conv1", "relu1", "pool", "conv2", "relu2"],
+                "keras_fused": ["conv1", "pool", "conv2"]}
+    for flavor, names in expected.items():
+        backend = get_backend(zoo.model(flavor, "small_cnn"))
+        x = zoo.to_model(flavor, zoo.x("small_cnn"))
+        with backend.session():
+            assert backend.spatial_layers(backend.prepare(x)) == names
+
+
+def _torch_state(model):
+    return ({k: v.clone() for k, v in model.state_dict().items()},
+            [(m.training, len(m._forward_hooks)) for m in model.modules()],
+            [p.requires_grad for p in model.parameters()])
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_model_untouched(zoo, flavor):
+    model = zoo.build(flavor, "small_cnn")
+    if flavor == "torch":
+        model.train()
+        before = _torch_state(model)
+    else:
+        before = [w.copy() for w in model.get_weights()]
+    x = zoo.to_model(flavor, zoo.x("small_cnn"))
+    for method in METHODS:
+        options = {"channel": 1} if method == "channel_mask" else {"target": TARGET}
+        cl.explain(model, x, method, **options)
+    with pytest.raises(cl.UnsupportedError):
+        cl.explain(model, x, "cam", layer="conv2", target=TARGET)  # error paths restore too
+    if flavor == "torch":
+        after = _torch_state(model)
+        assert all(np.array_equal(before[0][k], after[0][k]) for k in before[0])
+        assert before[1:] == after[1:]
+    else:
+        assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+        assert not any("call" in layer.__dict__ for layer in model.layers)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("method", ["gradcam", "scorecam", "eigencam", "cam", "channel_mask"])
+def test_layer_without_spatial_dimensions_is_a_clear_error(zoo, flavor, method):
+    options = {"channel": 0} if method == "channel_mask" else {}
+    with pytest.raises(cl.OptionError) as info:
+        zoo.explain(flavor, "small_cnn", zoo.x("small_cnn"), method, layer="fc", **options)
+    message = str(info.value)
+    assert "'fc'" in message and "(3, 5)" in message and "spatial" in message
+    assert "'relu2'" in message  # the suggestion names the spatial layers
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_cam_on_a_head_that_is_not_gap_dense(zoo, flavor):
+    x = zoo.x("small_cnn")
+    # conv2 is followed by a ReLU before the pooling: the gradient varies over positions
+    with pytest.raises(cl.UnsupportedError, match="varies over positions.*grad_cam"):
+        zoo.explain(flavor, "small_cnn", x, "cam", layer="conv2", target=TARGET)
+    # a softmax output: the gradient is constant over positions but depends on A
+    spec = zoo.spec("small_cnn")
+    model = build_torch(spec, softmax=True) if flavor == "torch" else build_keras(spec,
+                                                                                  softmax=True)
+    with pytest.raises(cl.UnsupportedError, match="changes with the layer's values"):
+        zoo.explain(flavor, "small_cnn", x, "cam", layer="relu2", target=TARGET, model=model)
+
+
+def test_cam_on_an_mlp_head():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
+    with pytest.raises(cl.UnsupportedError, match="not b \\+ W·mean\\(A\\)"):
+        cl.explain(model, x, "cam", layer="1", target=0)
+    assert cl.explain(model, x, "gradcam", target=0).layer == "1"
+
+
+def test_option_errors(zoo):
+    x = zoo.x("small_cnn")
+    with pytest.raises(cl.OptionError, match="relu must be True or False"):
+        zoo.explain("torch", "small_cnn", x, "gradcam", relu="yes")
+    with pytest.raises(cl.OptionError, match="channel=<int>"):
+        zoo.explain("torch", "small_cnn", x, "channel_mask", layer="relu2")
+    with pytest.raises(cl.OptionError, match="out of range.*16 channels"):
+        zoo.explain("torch", "small_cnn", x, "channel_mask", layer="relu2", channel=16)
