@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the EfficientNet-Lite0 demo on bundled photos")
     demo.add_argument("--out", default="out/demo")
     demo.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+    demo.add_argument("--no-featurevis", action="store_true",
+                      help="skip the feature-visualization panel")
 
     _add_optional_commands(commands)
     return parser
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_compare(args)
         if args.command == "demo":
             from .demo import run
-            run(args.out, args.methods)
+            run(args.out, args.methods, featurevis=not args.no_featurevis)
             return 0
         if args.command == "evaluate":
             from .evaluate.cli import run_evaluate

@@ -23,7 +23,7 @@ DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "squaregrad": {"samples": 25, "seed": 0},
     "vargrad": {"samples": 25, "seed": 0},
     "occlusion": {"patch": 32, "stride": 16},
-    "rise": {"samples": 500, "seed": 0},
+    "rise": {"samples": 400, "seed": 0},
     # 320 channels at 7x7 instead of the 1280 of the head: one forward pass per channel
     "score_cam": {"layer": "_blocks.15"},
 }
@@ -31,6 +31,7 @@ DEMO_OPTIONS: dict[str, dict[str, Any]] = {
 NOT_IN_GRID = {"activations", "feature_ablation", "internal_influence", "conductance",
                "channel_mask"}
 ACTIVATION_LAYER = "_blocks.15"
+GRID_COLUMNS = 6
 
 
 def demo_methods() -> list[str]:
@@ -42,8 +43,8 @@ def demo_methods() -> list[str]:
             and row["family"] not in ("layer",)]
 
 
-def run(out_dir: str = "out/demo", methods: list[str] | None = None,
-        log=print) -> dict[str, Any]:
+def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
+        featurevis: bool = True) -> dict[str, Any]:
     """Run the demo; returns what it computed (for tests and notebooks)."""
     import torch
 
@@ -63,33 +64,43 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None,
         top5 = row.argsort()[::-1][:5]
         log(f"{name}: " + ", ".join(f"{i} {labels[i]!r} {row[i]:.3f}" for i in top5))
 
-    methods = methods or demo_methods()
-    maps, timings = {}, {}
-    for method in methods:
+    maps, timings, skipped = {}, {}, {}
+    for method in methods or demo_methods():
         start = time.perf_counter()
         options = dict(DEMO_OPTIONS.get(method, {}))
-        exp = cl.explain(model, x, method, target=top1.tolist(), **options)
+        try:
+            exp = cl.explain(model, x, method, target=top1.tolist(), **options)
+        except cl.UnsupportedError as error:  # e.g. CAM: this model's head is not GAP + dense
+            skipped[method] = str(error)
+            log(f"  {method:<24} skipped: {error}")
+            continue
         timings[method] = time.perf_counter() - start
         maps[method] = exp.image_maps()
         log(f"  {method:<24} {timings[method]:6.1f} s")
+    methods = list(maps)
 
     from crosslens.viz import overlay
-    rows = []
+    # One block of rows per photo, GRID_COLUMNS cells wide: the photo, then each method.
+    cells, titles = [], []
     for i in range(len(x)):
-        rows.append([display[i]] + [overlay(display[i], maps[m][i]) for m in methods])
-    titles = [f"{top1[i]} {labels[top1[i]]} ({probabilities[i, top1[i]]:.2f})"
-              for i in range(len(x))]
-    figure = figure_grid(rows, row_titles=titles, col_titles=["input"] + methods)
+        label = f"{top1[i]} {labels[top1[i]].split(',')[0]} ({probabilities[i, top1[i]]:.2f})"
+        block = [display[i]] + [overlay(display[i], maps[m][i]) for m in methods]
+        names = [label] + methods
+        padding = -len(block) % GRID_COLUMNS
+        cells += block + [None] * padding
+        titles += names + [None] * padding
+    figure = figure_grid(cells, titles=titles, ncols=GRID_COLUMNS)
     grid_path = save_figure(figure, os.path.join(out_dir, "methods.png"))
     acts = cl.explain(model, x, "activations", layer=ACTIVATION_LAYER)
     act_path = acts.save(os.path.join(out_dir, "activations.png"))
 
-    start = time.perf_counter()
-    featurevis = run_demo(out_dir)
-    log("feature visualization from noise: " + ", ".join(
-        f"{label.split(',')[0]} p={p:.3f}" for label, p in
-        zip(featurevis["labels"], featurevis["probabilities"]))
-        + f" ({time.perf_counter() - start:.0f} s)")
+    if featurevis:
+        start = time.perf_counter()
+        featurevis = run_demo(out_dir)
+        log("feature visualization from noise: " + ", ".join(
+            f"{label.split(',')[0]} p={p:.3f}" for label, p in
+            zip(featurevis["labels"], featurevis["probabilities"]))
+            + f" ({time.perf_counter() - start:.0f} s)")
 
     report = os.path.join(out_dir, "report.html")
     with open(report, "w") as handle:
@@ -98,13 +109,16 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None,
         handle.write(figure_html(figure, caption="Attributions for the top-1 class; red "
                                  "positive, blue negative"))
         handle.write(figure_html(acts.figure(), caption=f"Activations of {ACTIVATION_LAYER}"))
-        with open(featurevis["figure"], "rb") as png:
-            handle.write(f"<figure><img src='{png_data_uri(png.read())}'><figcaption>Class "
-                         "visualizations optimized from noise (Fourier parameterization, "
-                         "Lucid's transforms)</figcaption></figure>")
-    log(f"wrote {grid_path}, {act_path}, {featurevis['figure']} and {report}")
+        if featurevis:
+            with open(featurevis["figure"], "rb") as png:
+                handle.write(f"<figure><img src='{png_data_uri(png.read())}'><figcaption>"
+                             "Class visualizations optimized from noise (Fourier "
+                             "parameterization, Lucid's transforms)</figcaption></figure>")
+    log(f"wrote {grid_path}, {act_path}" + (f", {featurevis['figure']}" if featurevis else "")
+        + f" and {report}")
     return {"top1": top1, "probabilities": probabilities, "maps": maps, "timings": timings,
-            "grid": str(grid_path), "report": report, "featurevis": featurevis}
+            "skipped": skipped, "grid": str(grid_path), "report": report,
+            "featurevis": featurevis}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crosslens demo", description=__doc__)
     parser.add_argument("--out", default="out/demo", help="output folder")
     parser.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+    parser.add_argument("--no-featurevis", action="store_true",
+                        help="skip the feature-visualization panel")
     args = parser.parse_args(argv)
-    run(args.out, args.methods)
+    run(args.out, args.methods, featurevis=not args.no_featurevis)
     return 0
 
 
