@@ -292,18 +292,8 @@ class KerasBackend(Backend):
                 return output
             return patched
 
-        patched = []
-        try:  # one eager call, the layers' own call put back in finally
-            for name, layer in self._layers.items():
-                patched.append((layer, layer.__dict__.get("call")))
-                layer.call = recording(name, layer.call)
+        with _calls_patched(self._layers, recording):  # one eager call
             self.model(x1, training=False)
-        finally:
-            for layer, own in reversed(patched):
-                if own is None:
-                    del layer.call
-                else:
-                    layer.call = own
         return shapes
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
@@ -409,20 +399,10 @@ class KerasBackend(Backend):
     @contextmanager
     def _patched(self, layers: Sequence[str], store: dict, replace: dict) -> Iterator[None]:
         """While tracing: record (or replace) the outputs of ``layers`` in ``store``."""
-        patched = []
-        try:
-            for name in layers:
-                layer = self._layers[name]
-                own = layer.__dict__.get("call")
-                layer.call = _recording_call(name, layer.call, store, replace.get(name))
-                patched.append((layer, own))
+        with _calls_patched({name: self._layers[name] for name in layers},
+                            lambda name, call: _recording_call(name, call, store,
+                                                               replace.get(name))):
             yield
-        finally:
-            for layer, own in reversed(patched):
-                if own is None:
-                    del layer.call
-                else:
-                    layer.call = own
 
     def _estimate_bytes_per_sample(self, x1: tf.Tensor) -> int:
         sizes: dict = {}
@@ -475,6 +455,25 @@ def _parameters(layer: Any) -> list:
     weights = [] if getattr(layer, "layers", None) else list(layer.weights)
     return [w for w in weights if w.trainable or (
         not layer.trainable and not w.path.endswith(("moving_mean", "moving_variance")))]
+
+
+@contextmanager
+def _calls_patched(layers: dict[str, Any], wrap) -> Iterator[None]:
+    """Replace each layer's ``call`` by ``wrap(name, call)``; the originals (or the absence
+    of an instance attribute) are put back in ``finally``."""
+    patched = []
+    try:
+        for name, layer in layers.items():
+            own = layer.__dict__.get("call")
+            layer.call = wrap(name, layer.call)
+            patched.append((layer, own))
+        yield
+    finally:
+        for layer, own in reversed(patched):
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
 
 
 def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

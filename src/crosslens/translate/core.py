@@ -220,32 +220,12 @@ def _torch_to_keras(model, example, tol, accept_mismatch, cache_dir, probes, see
         with torch.no_grad():
             out_rank = model(torch.as_tensor(example[:1])).ndim
         out_perm = _perm4(out_rank, (0, 2, 3, 1))
-        ts = time.perf_counter()
-        ver = verify(
-            lambda x, m: run_torch(model, x, m),
-            lambda x, m: run_keras(km, x, m),
-            make_probes(example, probes, seed),
-            in_perm,
-            out_perm,
-            tol,
-        )
-        timings["verify"] = time.perf_counter() - ts
-        report = TranslationReport(
-            source="torch",
-            target="keras",
-            model_name=_model_name(model),
-            seconds=0.0,
-            onnx_opset=ou.opset(proto),
-            op_counts=ou.op_counts(proto),
-            converter_versions=versions,
-            verification=ver,
-            export_method=info["export_method"] + " + crosslens.onnx_to_keras",
-            timings=timings,
-            cache_key=key,
-            input_layout={"original": "NCHW" if rank == 4 else "-", "translated": "NHWC" if rank == 4 else "-"},
-            n_mapped_layers=sum(1 for r in layer_map.values() if r.target),
-            warnings=warn + [e for e in info.get("export_errors", [])],
-        )
+        report = _verified_report(
+            "torch", "keras", model, lambda x, m: run_torch(model, x, m),
+            lambda x, m: run_keras(km, x, m), make_probes(example, probes, seed), in_perm,
+            out_perm, tol, proto, versions, info["export_method"] + " + crosslens.onnx_to_keras",
+            timings, key, ("NCHW", "NHWC") if rank == 4 else ("-", "-"), layer_map,
+            warn + list(info.get("export_errors", [])))
         report.seconds = time.perf_counter() - t0
         _finish(report, accept_mismatch)
         if store is not None:
@@ -325,32 +305,11 @@ def _keras_to_torch(model, example, tol, accept_mismatch, cache_dir, probes, see
     out_rank = np.ndim(np.asarray(model(example[:1], training=False)))
     in_perm = _perm4(rank, (0, 3, 1, 2))
     out_perm = _perm4(out_rank, (0, 3, 1, 2))
-    ts = time.perf_counter()
-    ver = verify(
-        lambda x, m: run_keras(model, x, m),
-        lambda x, m: run_torch(tm, x, m),
-        make_probes(example, probes, seed),
-        in_perm,
-        out_perm,
-        tol,
-    )
-    timings["verify"] = time.perf_counter() - ts
-    report = TranslationReport(
-        source="keras",
-        target="torch",
-        model_name=_model_name(model),
-        seconds=0.0,
-        onnx_opset=ou.opset(proto),
-        op_counts=ou.op_counts(proto),
-        converter_versions=versions,
-        verification=ver,
-        export_method=info["export_method"] + " + onnx2torch",
-        timings=timings,
-        cache_key=key,
-        input_layout={"original": "NHWC" if rank == 4 else "-", "translated": "NCHW" if rank == 4 else "-"},
-        n_mapped_layers=sum(1 for r in layer_map.values() if r.target),
-        warnings=warn,
-    )
+    report = _verified_report(
+        "keras", "torch", model, lambda x, m: run_keras(model, x, m),
+        lambda x, m: run_torch(tm, x, m), make_probes(example, probes, seed), in_perm, out_perm,
+        tol, proto, versions, info["export_method"] + " + onnx2torch", timings, key,
+        ("NHWC", "NCHW") if rank == 4 else ("-", "-"), layer_map, warn)
     report.seconds = time.perf_counter() - t0
     _finish(report, accept_mismatch)
     if store is not None:
@@ -371,6 +330,22 @@ def _memo_hit(key, store):
         return None
     _MEMO.move_to_end(key)
     return path, meta, model
+
+
+def _verified_report(source, target, model, run_original, run_translated, probe_inputs, in_perm,
+                     out_perm, tol, proto, versions, export_method, timings, key, layouts,
+                     layer_map, warnings) -> TranslationReport:
+    """Verify the translation on the probes and build its report (both directions)."""
+    start = time.perf_counter()
+    verification = verify(run_original, run_translated, probe_inputs, in_perm, out_perm, tol)
+    timings["verify"] = time.perf_counter() - start
+    return TranslationReport(
+        source=source, target=target, model_name=_model_name(model), seconds=0.0,
+        onnx_opset=ou.opset(proto), op_counts=ou.op_counts(proto),
+        converter_versions=versions, verification=verification, export_method=export_method,
+        timings=timings, cache_key=key,
+        input_layout={"original": layouts[0], "translated": layouts[1]},
+        n_mapped_layers=sum(1 for r in layer_map.values() if r.target), warnings=warnings)
 
 
 def _model_name(model) -> str:
