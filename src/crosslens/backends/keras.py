@@ -432,6 +432,7 @@ def _original_errors(fn):
             if isinstance(error, CrosslensError) or cause is None:
                 raise
             raise cause.with_traceback(cause.__traceback__) from None
+    call.__wrapped__ = fn  # the tf.function itself (tracing counts, concrete functions)
     return call
 
 
