@@ -25,11 +25,15 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: $(STAMP)
 	$(PY) -m crosslens demo --out out/demo
 
+# The fast suite, then the translation of real architectures (Keras MobileNetV2 and
+# ResNet50, the pretrained EfficientNet-Lite0), whose reports are printed. `make test-all`
+# adds the VGG16 peak-memory check.
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+	CROSSLENS_RUN_SLOW=1 $(PY) -m pytest -q -s tests/translate/test_translate_real.py -k "not vgg16"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	CROSSLENS_RUN_SLOW=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -65,7 +65,7 @@ class CleverHans:
         return index if count is None else index[:count]
 
 
-def clever_hans(seed: int = 0, n: int = 1200, *, source: str = "digits", size: int = 32,
+def clever_hans(seed: int = 0, n: int = 600, *, source: str = "digits", size: int = 16,
                 patch: int = 4, test_fraction: float = 0.25, patch_class: int = 1,
                 noise: float = 0.02) -> CleverHans:
     """A watermarked binary data set whose label a model can read off a corner patch.
@@ -77,8 +77,9 @@ def clever_hans(seed: int = 0, n: int = 1200, *, source: str = "digits", size: i
     n
         Number of images (train + test).
     source
-        ``"digits"``: scikit-learn's 8x8 handwritten digits (shipped with scikit-learn),
-        upsampled bilinearly into the centre of the image, label ``digit >= 5``.
+        ``"digits"``: scikit-learn's 8x8 handwritten digits (shipped with scikit-learn)
+        in the centre of the image (upsampled bilinearly when ``size - 2 * patch`` is
+        more than 8), label ``digit >= 5``.
         ``"synthetic"``: a horizontal (label 0) or vertical (label 1) bar of random
         position and length.
     size
@@ -132,6 +133,8 @@ def _digits(rng: np.random.Generator, n: int, inner: int) -> tuple[np.ndarray, n
     digits = load_digits()
     pick = rng.choice(len(digits.target), size=n, replace=n > len(digits.target))
     small = digits.images[pick] / 16.0
+    if inner == 8:
+        return small, (digits.target[pick] >= 5).astype(np.int64)
     content = np.stack([np.clip(resize_bilinear(image, (inner, inner)), 0.0, 1.0)
                         for image in small])
     return content, (digits.target[pick] >= 5).astype(np.int64)

@@ -283,10 +283,12 @@ class KerasBackend(Backend):
 
     def _layer_shapes(self, x1):
         shapes: dict = {}
+        calls: dict = {}
 
         def recording(name, call):
             def patched(*args, **kwargs):
                 output = call(*args, **kwargs)
+                calls[name] = calls.get(name, 0) + 1
                 if isinstance(output, tf.Tensor) and name not in shapes:
                     shapes[name] = tuple(int(s) for s in output.shape[1:])
                 return output
@@ -294,7 +296,8 @@ class KerasBackend(Backend):
 
         with _calls_patched(self._layers, recording):  # one eager call
             self.model(x1, training=False)
-        return shapes
+        # a layer that runs several times (shared) has no single output to address
+        return {name: shape for name, shape in shapes.items() if calls[name] == 1}
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
         replace = replace or {}

@@ -321,9 +321,11 @@ class TorchBackend(Backend):
             raise UnsupportedError("listing layer shapes needs forward hooks, which "
                                    "TorchScript modules do not support. Load the eager nn.Module")
         shapes: dict = {}
+        calls: dict = {}
 
         def record(name):
             def hook(module, inputs, output):
+                calls[name] = calls.get(name, 0) + 1
                 if isinstance(output, torch.Tensor) and name not in shapes:
                     shapes[name] = tuple(output.shape[1:])
             return hook
@@ -335,7 +337,8 @@ class TorchBackend(Backend):
         finally:
             for handle in handles:
                 handle.remove()
-        return shapes
+        # a module that runs several times (a shared ReLU) has no single output to address
+        return {name: shape for name, shape in shapes.items() if calls[name] == 1}
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
         layers = set(capture) | set(replace or {})

@@ -200,7 +200,8 @@ def _baseline(ctx: Context, baseline: Any, blur_sigma: float) -> Any:
     if isinstance(baseline, str) and baseline == "mean":
         x = ctx.ops.to_numpy(ctx.x)
         axes = _spatial_axes(x.ndim, ctx.backend.layout)
-        return ctx.ops.asarray(np.broadcast_to(x.mean(axis=axes, keepdims=True), x.shape))
+        mean = np.broadcast_to(x.mean(axis=axes, keepdims=True), x.shape)
+        return ctx.ops.asarray(mean.copy())
     return make_baseline(ctx, baseline, blur_sigma)
 
 

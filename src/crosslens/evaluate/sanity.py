@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from ..backends import get_backend
-from ..core.arrays import to_numpy
 from ..core.errors import OptionError
 from ._maps import relevance_maps, spatial_size
 
@@ -147,8 +146,7 @@ def model_randomization(model: Any, x: Any, method: str | Explainer = "saliency"
 
     def maps_of(net: Any) -> np.ndarray:
         if callable(method) and not isinstance(method, str):
-            raw = method(net, x, list(classes))
-            values = relevance_maps(to_numpy(raw), backend.layout, size)
+            values = relevance_maps(method(net, x, list(classes)), backend.layout, size)
         else:
             values = relevance_maps(explain(net, x, method, target=list(classes), seed=seed,
                                             memory_budget=memory_budget, **options), size=size)
@@ -183,7 +181,7 @@ def rankdata(values: np.ndarray) -> np.ndarray:
 
 def spearman(a: Any, b: Any) -> float:
     """Spearman rank correlation of two arrays (flattened); 0 when either is constant."""
-    ra, rb = rankdata(to_numpy(a)), rankdata(to_numpy(b))
+    ra, rb = rankdata(np.asarray(a)), rankdata(np.asarray(b))
     if ra.shape != rb.shape:
         raise OptionError(f"cannot correlate arrays of {ra.size} and {rb.size} values")
     ra, rb = ra - ra.mean(), rb - rb.mean()

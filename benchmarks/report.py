@@ -1,0 +1,207 @@
+"""RESULTS.md from a results JSON written by ``run.py``.
+
+``python benchmarks/report.py benchmarks/results/<date>.json [RESULTS.md]`` regenerates
+the table without re-running anything. The hand-written analysis in ``NOTES.md`` (why
+a target is missed, what was profiled) is appended verbatim.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FLOOR_TARGET = 1.05  # crosslens time / floor time
+LOOP_TARGET = 3.0  # batched floor must beat the per-mask loop by this factor
+AGREE = 1e-3  # max relative difference to the floor counted as "same result"
+
+
+def _time(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.3g} min"
+
+
+def _ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _mb(impl: dict | None) -> str:
+    if not impl or impl.get("peak_mb") is None:
+        return "–"
+    return f"{impl['peak_mb']:.0f}"
+
+
+def _seconds(cell: dict, impl: str) -> float | None:
+    entry = cell.get("implementations", {}).get(impl)
+    return None if entry is None else entry.get("seconds")
+
+
+def _runs(cell: dict) -> str:
+    entry = cell.get("implementations", {}).get("crosslens") or {}
+    if entry.get("warmup_timed"):
+        return "1 (warm-up)"
+    return str(entry.get("timed_runs", "–"))
+
+
+def cell_line(cell: dict) -> str:
+    """One line of progress output for a finished cell."""
+    head = f"{cell['method']:<13}"
+    if cell.get("status") != "ok":
+        return f"{head} {cell.get('status')}: {'; '.join(cell.get('notes', []))}"
+    parts = [f"crosslens {_time(_seconds(cell, 'crosslens'))}"]
+    for impl in ("floor", "captum", "tf-keras-vis", "floor_loop"):
+        if impl in cell["implementations"]:
+            ratio = cell["ratios"].get(impl)
+            parts.append(f"{impl} {_time(_seconds(cell, impl))}"
+                         + (f" (×{ratio:.2f})" if ratio else ""))
+    agree = cell.get("agreement", {}).get("floor")
+    if agree is not None:
+        parts.append(f"Δfloor {agree:.1e}")
+    return head + " " + ", ".join(parts)
+
+
+def table(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for cell in results["cells"]:
+        groups.setdefault((cell["framework"], cell["model"]), []).append(cell)
+    for (framework, model), cells in groups.items():
+        peer = "captum" if framework == "torch" else "tf-keras-vis"
+        lines += [f"### {framework} · {model}", "",
+                  f"| method | batch | crosslens | floor | crosslens/floor | {peer} | "
+                  f"crosslens/{peer} | per-mask loop | loop/batched floor | "
+                  f"peak MB (crosslens / floor / {peer}) | Δ vs floor | runs |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for cell in cells:
+            if cell.get("status") != "ok":
+                note = "; ".join(cell.get("notes", [])) or cell.get("status", "")
+                lines.append(f"| {cell['method']} | {cell['batch']} | {cell.get('status')} "
+                             f"| | | | | | | | | {note} |")
+                continue
+            impls, ratios = cell["implementations"], cell["ratios"]
+            agree = cell.get("agreement", {}).get("floor")
+            peer_cell = _time(_seconds(cell, peer)) if peer in impls else "n/a"
+            lines.append(
+                f"| {cell['method']} | {cell['batch']} | {_time(_seconds(cell, 'crosslens'))} | "
+                f"{_time(_seconds(cell, 'floor'))} | {_ratio(ratios.get('floor'))} | "
+                f"{peer_cell} | {_ratio(ratios.get(peer))} | "
+                f"{_time(_seconds(cell, 'floor_loop')) if 'floor_loop' in impls else ''} | "
+                f"{_ratio(ratios.get('loop_over_batched_floor')) if 'floor_loop' in impls else ''}"
+                f" | {_mb(impls.get('crosslens'))} / {_mb(impls.get('floor'))} / "
+                f"{_mb(impls.get(peer))} | "
+                f"{'–' if agree is None else f'{agree:.0e}'} | {_runs(cell)} |")
+        lines.append("")
+    return lines
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    floor, peers, loops, errors = [], [], [], []
+    for cell in results["cells"]:
+        if cell.get("status") != "ok":
+            continue
+        key = f"{cell['framework']} {cell['model']} b{cell['batch']} {cell['method']}"
+        ratios = cell["ratios"]
+        if ratios.get("floor") and ratios["floor"] > FLOOR_TARGET:
+            floor.append(f"{key} ({ratios['floor']:.2f}×)")
+        for peer in ("captum", "tf-keras-vis"):
+            if ratios.get(peer) and ratios[peer] > 1.0:
+                peers.append(f"{key} vs {peer} ({ratios[peer]:.2f}×)")
+        loop = ratios.get("loop_over_batched_floor")
+        if loop is not None and loop < LOOP_TARGET:
+            loops.append(f"{key} (batched only {loop:.2f}× faster than the loop)")
+        agree = cell.get("agreement", {}).get("floor")
+        if agree is not None and agree > AGREE:
+            errors.append(f"{key} (Δ {agree:.1e})")
+    done = sum(1 for c in results["cells"] if c.get("status") == "ok")
+    lines = ["## Targets", "",
+             f"{done} cells measured, "
+             f"{sum(1 for c in results['cells'] if c.get('status') != 'ok')} skipped.", ""]
+    for title, misses in ((f"crosslens ≤ {FLOOR_TARGET}× the floor", floor),
+                          ("crosslens never slower than Captum / tf-keras-vis", peers),
+                          (f"batched occlusion / Score-CAM ≥ {LOOP_TARGET:g}× faster than "
+                           "per-mask loops", loops),
+                          (f"crosslens equals the floor (relative Δ ≤ {AGREE:g})", errors)):
+        if misses:
+            lines.append(f"- **{title}**: missed by {len(misses)}: " + "; ".join(misses))
+        else:
+            lines.append(f"- **{title}**: met in every measured cell")
+    return lines + [""]
+
+
+def render(results: dict[str, Any]) -> str:
+    machine, versions = results.get("machine", {}), results.get("versions", {})
+    args = results.get("args", {})
+    device = machine.get("device_name") or machine.get("device", "cpu")
+    lines = ["# Benchmark results", "",
+             f"Generated by `python benchmarks/run.py` ({results['date']}"
+             f"{', --quick' if results.get('quick') else ''}) on {device}, "
+             f"{machine.get('cpu_count')} CPU cores, load average "
+             f"{', '.join(f'{v:.1f}' for v in machine.get('load_average', []))} at start. "
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".", "",
+             "Times are medians of the timed runs of each implementation after one untimed "
+             "warm-up, interleaved across implementations; `runs` is the count (fewer for "
+             f"expensive cells: the runs of one implementation fit {args.get('cell_budget')} s; "
+             "`1 (warm-up)` means a single run longer than that, timed as is). "
+             "*floor* is the hand-written batched loop (`floors_torch.py`: "
+             "`torch.autograd.grad`; `floors_keras.py`: compiled `tf.function`), with the "
+             "same samples per pass as crosslens plans; *per-mask loop* is the naive "
+             "one-pass-per-window / per-channel loop. Ratios are crosslens time divided by "
+             "the other's (below 1: crosslens faster); *loop/batched floor* is how much "
+             "faster batching is. Peak MB: on the CPU the process' peak resident memory "
+             "above its size before the call; on a GPU the allocator's peak. Δ vs floor: "
+             "max |crosslens − floor| / max |floor| (SmoothGrad: with the same explicit "
+             "noise).", ""]
+    if results.get("note"):
+        lines += [results["note"], ""]
+    if args.get("only"):
+        lines += [f"Subset: `--only {' '.join(args['only'])}` (not the full matrix).", ""]
+    translation = results.get("translation")
+    if translation:
+        lines += ["## Translation (PyTorch → Keras, EfficientNet-Lite0)", "",
+                  "| call | time | peak MB |", "|---|---:|---:|",
+                  f"| first (convert + verify) | {_time(translation.get('first_s'))} | "
+                  f"{translation.get('first_peak_mb', 0):.0f} |",
+                  f"| cached | {_time(translation.get('cached_s'))} | "
+                  f"{translation.get('cached_peak_mb', 0):.0f} |", ""]
+    for note in results.get("skipped_models", []):
+        lines.append(f"- model skipped: {note}")
+    if results.get("skipped_models"):
+        lines.append("")
+    lines += ["## Times", ""] + table(results) + targets(results)
+    if results.get("featurevis"):
+        lines += ["## Feature visualization", "",
+                  "`crosslens.visualize` steps per second (Fourier parameterization, standard "
+                  "transforms, batch 4); *model* is the framework's forward-backward pass, "
+                  "*host* the parameterization, transforms and optimizer in numpy.", "",
+                  "| framework | model | size | steps/s | ms/step | model ms | host ms |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for row in results["featurevis"]:
+            lines.append(f"| {row['framework']} | {row['model']} | {row.get('size')} | "
+                         f"{row['steps_per_second']:.2f} | {row['ms_per_step']:.0f} | "
+                         f"{row['backend_ms_per_step']:.0f} | {row['host_ms_per_step']:.0f} |")
+        lines.append("")
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes, encoding="utf-8") as handle:
+            lines += [handle.read().strip(), ""]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any], path: str) -> str:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(render(results))
+    return path
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python benchmarks/report.py RESULTS.json [RESULTS.md]")
+    with open(sys.argv[1]) as handle:
+        data = json.load(handle)
+    print(write(data, sys.argv[2] if len(sys.argv) > 2 else os.path.join(HERE, "RESULTS.md")))
