@@ -143,3 +143,14 @@ def test_unknown_implementation_lists_the_valid_ones(nets):
 def test_a_method_the_toolset_lacks_is_named(nets):
     with pytest.raises(cl.UnsupportedError, match="eigen_cam"):
         cl.explain(nets["keras"], nets["x_nhwc"], "eigen_cam", implementation="tf-keras-vis")
+
+
+def test_tf_keras_vis_activation_maximization_raises_the_target_score(nets):
+    start = nets["x_nchw"][:1]
+    model = nets["torch"]  # a PyTorch model: runs on its Keras translation
+    result = cl.explain(model, start, "activation_maximization", target=[3],
+                        implementation="tf-keras-vis", steps=30)
+    assert result.attributions.shape == start.shape  # optimized image, original layout
+    before = model(torch.as_tensor(start)).detach().numpy()[0, 3]
+    after = model(torch.as_tensor(result.attributions)).detach().numpy()[0, 3]
+    assert after > before + 0.1

@@ -1,5 +1,9 @@
 """tf-keras-vis adapter: its own implementations on Keras models, aligned options.
 
+Saliency / SmoothGrad, Gradcam, GradcamPlusPlus, Scorecam, Layercam, and
+ActivationMaximization (``"activation_maximization"``: the input ``x`` is the seed image,
+the result the optimized images, in the model's layout).
+
 Aligned with crosslens' convention: raw signed gradients (``gradient_modifier=None``,
 ``keepdims=True``, ``normalize_map=False``), CAMs unnormalized (``normalize_cam=False``)
 and computed at layer resolution (``expand_cam=False``), then upsampled with the same
@@ -22,10 +26,11 @@ from ..core.targets import ClassTarget, ScoreTarget
 CAMS = {"grad_cam": "Gradcam", "grad_cam_plus_plus": "GradcamPlusPlus",
         "score_cam": "Scorecam", "layer_cam": "Layercam"}
 SALIENCY = ("saliency", "smoothgrad")
+MAXIMIZATION = ("activation_maximization", "ActivationMaximization")
 
 
 def methods() -> list[str]:
-    return list(SALIENCY) + list(CAMS) + list(CAMS.values()) + ["Saliency"]
+    return list(SALIENCY) + list(CAMS) + list(CAMS.values()) + ["Saliency"] + list(MAXIMIZATION)
 
 
 def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
@@ -57,6 +62,8 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
         result = Saliency(model, model_modifier=None, clone=False)(
             score, x, gradient_modifier=None, keepdims=True, normalize_map=False, **smooth)
         return np.asarray(result)
+    if name in MAXIMIZATION:
+        return _activation_maximization(model, score, x, options)
     if name not in CAMS:
         raise UnsupportedError(unknown_name_message("method for tf-keras-vis", method,
                                                     methods()))
@@ -77,6 +84,17 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
         size = tuple(int(s) for s in x.shape[1:3])
         cam = np.stack([resize_bilinear(c, size) for c in cam])
     return cam
+
+
+def _activation_maximization(model: Any, score: Any, x: tf.Tensor, options: dict) -> np.ndarray:
+    """tf-keras-vis' ActivationMaximization started from ``x`` (its seed input); returns the
+    optimized inputs. Its own defaults (jitter, rotation, total variation, L1 norm, RMSprop,
+    200 steps) apply unless given; ``input_range`` defaults to the range of ``x``."""
+    from tf_keras_vis.activation_maximization import ActivationMaximization
+
+    options.setdefault("input_range", (float(tf.reduce_min(x)), float(tf.reduce_max(x))))
+    maximizer = ActivationMaximization(model, model_modifier=None, clone=False)
+    return np.asarray(maximizer(score, seed_input=x, **options))
 
 
 def _module_of(name: str) -> str:
