@@ -95,7 +95,7 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
         return Explanation(
             attributions=backend.restore(attributions, x), inputs=x, method=spec.name,
             target=_target_value(final_target), layout=layout, layer=result.layer,
-            outputs=outputs, info=dict(result.info, reduced=reduce_channels is not None))
+            outputs=outputs, info=result.info)
 
 
 def _explain_with_toolset(implementation: str, model: Any, x: Any, method: str, target: Any,

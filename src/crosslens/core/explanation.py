@@ -53,13 +53,14 @@ class Explanation:
     def image_maps(self, reduce: str = "sum") -> np.ndarray:
         """Attributions as ``(N, H, W)`` maps for display, channels reduced by ``reduce``.
 
-        Maps that are already 2-D per sample (CAMs) are returned as they are.
+        Maps that are already 2-D per sample (CAMs, or attributions computed with
+        ``reduce_channels=``) are returned as they are.
         """
         from ..viz import reduce_channels
 
         attr = to_numpy(self.attributions).astype(np.float64)
-        if attr.ndim == 3 and self.layer is not None:
-            return attr  # (N, H, W) maps, e.g. class activation maps
+        if attr.ndim == 3:
+            return attr  # (N, H, W) maps
         if attr.ndim == 4:
             attr = to_channels_last(attr, self.layout)
             return np.stack([reduce_channels(a, reduce) for a in attr])
