@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .core.explanation import Explanation
+from .core.figures import Drawable
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Agreement:
 
 
 @dataclass
-class Comparison:
+class Comparison(Drawable):
     """Explanations per implementation and their pairwise agreement."""
 
     method: str
@@ -60,11 +61,8 @@ class Comparison:
             rows.append(row)
         return figure_grid(rows, col_titles=col_titles, colorbar=True)
 
-    def save(self, path: str) -> str:
-        from .viz import save_figure
-
-        save_figure(self.figure(), path)
-        return path
+    def caption(self) -> str:
+        return f"{self.method}: " + "; ".join(a.row().strip() for a in self.agreements)
 
 
 def agreement(first: str, a: np.ndarray, second: str, b: np.ndarray) -> Agreement:

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from .arrays import to_channels_last, to_numpy
+from .figures import Drawable
 
 
 @dataclass
-class Explanation:
+class Explanation(Drawable):
     """Attributions for a batch, with what is needed to show them.
 
     Attributes
@@ -94,24 +95,8 @@ class Explanation:
         cells = [[activation_grid(a)] for a in acts]
         return figure_grid(cells, titles=None, col_titles=[f"activations of {self.layer}"])
 
-    def save(self, path: str, **options: Any) -> str:
-        """Write the figure of :meth:`figure` as a PNG; returns the path."""
-        from ..viz import save_figure
-
-        save_figure(self.figure(**options), path)
-        return path
-
-    def show(self, **options: Any) -> None:
-        """Display the figure (inline in notebooks, a window elsewhere)."""
-        from ..viz import show
-
-        show(self.figure(**options))
-
-    def _repr_html_(self) -> str:
-        from ..viz import figure_html
-
-        caption = f"{self.method} — target {self.target}"
-        return figure_html(self.figure(), caption=caption)
+    def caption(self) -> str:
+        return f"{self.method} — target {self.target}"
 
     def __repr__(self) -> str:
         shape = tuple(getattr(self.attributions, "shape", ()))

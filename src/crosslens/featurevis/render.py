@@ -27,6 +27,7 @@ import numpy as np
 from ..core.arrays import to_numpy
 from ..core.chunking import parse_budget
 from ..core.errors import InputError, OptionError
+from ..core.figures import Drawable
 from .codespace import Generator, GeneratorParam
 from .imageops import apply_separable, resize_matrix
 from .modelio import ModelIO, image_layout
@@ -43,7 +44,7 @@ _INITS = ("noise", "random", "mean")
 
 
 @dataclass
-class FeatureVisualization:
+class FeatureVisualization(Drawable):
     """The result of :func:`visualize`.
 
     Attributes
@@ -91,20 +92,8 @@ class FeatureVisualization:
         return figure_grid(list(np.clip(self.images, 0.0, 1.0)), titles=titles,
                            ncols=ncols or min(len(self.images), 8), cell_size=cell_size)
 
-    def save(self, path: str, **options: Any) -> str:
-        """Write the figure of :meth:`figure` (PNG unless the suffix says otherwise)."""
-        from ..viz import save_figure
-        save_figure(self.figure(**options), path)
-        return path
-
-    def show(self, **options: Any) -> None:
-        """Display the figure (inline in notebooks, a window elsewhere)."""
-        from ..viz import show
-        show(self.figure(**options))
-
-    def _repr_html_(self) -> str:
-        from ..viz import figure_html
-        return figure_html(self.figure(), caption=f"feature visualization: {self.objective}")
+    def caption(self) -> str:
+        return f"feature visualization: {self.objective}"
 
     def __repr__(self) -> str:
         return (f"FeatureVisualization({self.objective}, images {tuple(self.images.shape)}, "
