@@ -272,15 +272,20 @@ def _pair(value: Any, name: str) -> tuple[int, ...]:
     return values
 
 
+def _axis_values(spec: Any, rank: int, layout: str | None) -> tuple[list[int], list[int]]:
+    """Per-sample spatial axes, and ``spec`` as sizes: an int repeated per spatial axis, or
+    the given sequence."""
+    spatial = [a - 1 for a in _spatial_axes(rank + 1, layout)]
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return spatial, [int(spec)] * len(spatial)
+    return spatial, [int(v) for v in spec]
+
+
 def _window_shape(spec: Any, sample_shape: tuple[int, ...], layout: str | None,
                   name: str) -> tuple[int, ...]:
     """Full per-sample window shape from an int, a spatial tuple or a full tuple."""
     rank = len(sample_shape)
-    spatial = [a - 1 for a in _spatial_axes(rank + 1, layout)]
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        values = [int(spec)] * len(spatial)
-    else:
-        values = [int(v) for v in spec]
+    spatial, values = _axis_values(spec, rank, layout)
     if len(values) == rank:
         shape = tuple(values)
     elif len(values) == len(spatial):
@@ -304,11 +309,7 @@ def _stride_shape(spec: Any, window: tuple[int, ...], sample_shape: tuple[int, .
     if spec is None:
         return tuple(max(1, w // 2) if w < d else 1 for w, d in zip(window, sample_shape))
     rank = len(sample_shape)
-    spatial = [a - 1 for a in _spatial_axes(rank + 1, layout)]
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        values = [int(spec)] * len(spatial)
-    else:
-        values = [int(v) for v in spec]
+    spatial, values = _axis_values(spec, rank, layout)
     if len(values) == len(spatial) and len(values) != rank:
         full = [1] * rank
         for axis, v in zip(spatial, values):

@@ -165,9 +165,7 @@ def _torch_to_keras(model, example, tol, accept_mismatch, cache_dir, probes, see
             fp = _cache.torch_fingerprint(model)
             key = _cache.make_key(direction, fp, example.shape, TORCH_OPSET, versions)
             timings["fingerprint"] = time.perf_counter() - ts
-            hit = _memo_hit(key, store)
-            if hit is None:
-                hit = store.lookup(key)
+            hit = _cache_hit(key, store)
             if hit is not None and (hit[0] / "model.keras").is_file():
                 path, meta = hit[0], hit[1]
                 ts = time.perf_counter()
@@ -254,9 +252,7 @@ def _keras_to_torch(model, example, tol, accept_mismatch, cache_dir, probes, see
         fp = _cache.keras_fingerprint(model)
         key = _cache.make_key(direction, fp, example.shape, KERAS_OPSET, versions)
         timings["fingerprint"] = time.perf_counter() - ts
-        hit = _memo_hit(key, store)
-        if hit is None:
-            hit = store.lookup(key)
+        hit = _cache_hit(key, store)
         if hit is not None:
             path, meta = hit[0], hit[1]
             ts = time.perf_counter()
@@ -317,6 +313,12 @@ def _keras_to_torch(model, example, tol, accept_mismatch, cache_dir, probes, see
     report.seconds = time.perf_counter() - t0
     src_l, dst_l = ("NHWC", "NCHW") if rank == 4 else ("-", "-")
     return Translation(model, tm, report, layer_map, src_l, dst_l, "keras", "torch")
+
+
+def _cache_hit(key, store):
+    """The in-process memo's entry, else the disk cache's, else ``None``."""
+    hit = _memo_hit(key, store)
+    return hit if hit is not None else store.lookup(key)
 
 
 def _memo_hit(key, store):
