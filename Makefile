@@ -36,7 +36,7 @@ test-all: $(STAMP)
 	CROSSLENS_RUN_SLOW=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) out build src/*.egg-info

@@ -28,6 +28,8 @@ METHODS: dict[str, dict[str, Any]] = {
                   "stride": 8, "passes": "forward"},
 }
 NOISE_LEVEL = 0.15  # SmoothGrad sigma = 0.15 x (max - min) of each input
+BATCHES = (1, 16)
+QUICK_BATCHES = (1,)
 
 
 @dataclass
@@ -80,6 +82,12 @@ def model_cases(quick: bool) -> list[ModelCase]:
             ModelCase("efficientnet-lite0", "torch", 224, torch_efficientnet_lite0),
             ModelCase("efficientnet-lite0", "keras", 224, None,
                       note="Keras translation of the PyTorch model (crosslens.translate)")]
+
+
+def matrix() -> list[tuple[str, str, int, str]]:
+    """Every ``(framework, model, batch, method)`` cell of the full run, in run order."""
+    return [(case.framework, case.name, batch, method) for case in model_cases(quick=False)
+            for batch in BATCHES for method in METHODS]
 
 
 def inputs(framework: str, batch: int, size: int, seed: int = 0) -> np.ndarray:

@@ -12,9 +12,14 @@ import sys
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import cases  # noqa: E402
+
 FLOOR_TARGET = 1.05  # crosslens time / floor time
 LOOP_TARGET = 3.0  # batched floor must beat the per-mask loop by this factor
 AGREE = 1e-3  # max relative difference to the floor counted as "same result"
+MEASURED = ("ok", "partial")  # cell statuses with timings
 
 
 def _time(seconds: float | None) -> str:
@@ -42,6 +47,11 @@ def _seconds(cell: dict, impl: str) -> float | None:
     return None if entry is None else entry.get("seconds")
 
 
+def _missing(cell: dict) -> str:
+    absent = [i for i in cell.get("planned", []) if i not in cell["implementations"]]
+    return f"; not yet run: {', '.join(absent)}" if absent else ""
+
+
 def _runs(cell: dict) -> str:
     entry = cell.get("implementations", {}).get("crosslens") or {}
     if entry.get("warmup_timed"):
@@ -49,10 +59,83 @@ def _runs(cell: dict) -> str:
     return str(entry.get("timed_runs", "–"))
 
 
+#: What a cell can time: crosslens, the batched floor, the per-mask loop, the peers.
+IMPLEMENTATIONS = ("crosslens", "floor", "floor_loop", "captum", "tf-keras-vis")
+
+
+def ratios(implementations: dict[str, dict]) -> dict[str, float]:
+    """crosslens' time over each other implementation's, and the per-mask loop's time
+    over the batched floor's (``loop_over_batched_floor``)."""
+    seconds = {impl: entry.get("seconds") for impl, entry in implementations.items()}
+    base = seconds.get("crosslens")
+    out = {impl: base / s for impl, s in seconds.items() if impl != "crosslens" and base and s}
+    if seconds.get("floor_loop") and seconds.get("floor"):
+        out["loop_over_batched_floor"] = seconds["floor_loop"] / seconds["floor"]
+    return out
+
+
+def cell_status(cell: dict[str, Any]) -> str:
+    """``error`` when crosslens failed, ``partial`` while a planned implementation has not
+    run (``--implementations``), else ``ok``."""
+    impls = cell["implementations"]
+    if "crosslens" in impls and not impls["crosslens"].get("seconds"):
+        return "error"
+    planned = cell.get("planned") or list(impls)
+    return "partial" if any(impl not in impls for impl in planned) else "ok"
+
+
+def cell_key(cell: dict[str, Any]) -> tuple[str, str, int, str]:
+    return cell["framework"], cell["model"], int(cell["batch"]), cell["method"]
+
+
+def measured_keys(results: dict[str, Any]) -> set[tuple[str, str, int, str]]:
+    """Keys of the cells measured successfully (what ``run.py --resume`` keeps)."""
+    return {cell_key(c) for c in results.get("cells", []) if c.get("status") == "ok"}
+
+
+def missing_cells(results: dict[str, Any]) -> list[tuple[str, str, int, str]]:
+    """Cells of the full (non-quick) matrix not measured in ``results``, in matrix order."""
+    done = measured_keys(results)
+    return [key for key in cases.matrix() if key not in done]
+
+
+def coverage(results: dict[str, Any]) -> list[str]:
+    """How much of the full matrix the results hold, and which cells are missing."""
+    if results.get("quick"):
+        return []
+    missing = missing_cells(results)
+    total = len(cases.matrix())
+    if not missing:
+        return [f"All {total} cells of the full matrix measured.", ""]
+    groups: dict[tuple[str, str, int], list[str]] = {}
+    for framework, model, batch, method in missing:
+        groups.setdefault((framework, model, batch), []).append(method)
+    return [f"{total - len(missing)} of the {total} cells of the full matrix measured; not "
+            "yet measured (`run.py --resume` runs only these):", "",
+            "| framework · model | batch | methods |", "|---|---:|---|"] + [
+        f"| {fw} · {model} | {batch} | {', '.join(methods)} |"
+        for (fw, model, batch), methods in groups.items()] + [""]
+
+
+def sources(results: dict[str, Any]) -> list[str]:
+    """The runs a merged file was made of (``merge.py`` / ``run.py --resume``)."""
+    count = len(results["sources"])
+    lines = [f"Merged from {count} run{'s' if count != 1 else ''} (`benchmarks/merge.py`; "
+             "each cell's `measured` date in the JSON says which):", ""]
+    for source in results["sources"]:
+        load = source.get("load_average") or []
+        only = " ".join(source.get("only") or []) or "full matrix"
+        lines.append(f"- {source.get('date')}: `{only}`, {source.get('cells')} cells, "
+                     f"threads {source.get('threads') or 'default'}, load average "
+                     f"{', '.join(f'{v:.1f}' for v in load) or '?'} at start"
+                     + (f". {source['note']}" if source.get("note") else ""))
+    return lines + [""]
+
+
 def cell_line(cell: dict) -> str:
     """One line of progress output for a finished cell."""
     head = f"{cell['method']:<13}"
-    if cell.get("status") != "ok":
+    if cell.get("status") not in MEASURED:
         return f"{head} {cell.get('status')}: {'; '.join(cell.get('notes', []))}"
     parts = [f"crosslens {_time(_seconds(cell, 'crosslens'))}"]
     for impl in ("floor", "captum", "tf-keras-vis", "floor_loop"):
@@ -79,7 +162,7 @@ def table(results: dict[str, Any]) -> list[str]:
                   f"peak MB (crosslens / floor / {peer}) | Δ vs floor | runs |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for cell in cells:
-            if cell.get("status") != "ok":
+            if cell.get("status") not in MEASURED:
                 note = "; ".join(cell.get("notes", [])) or cell.get("status", "")
                 lines.append(f"| {cell['method']} | {cell['batch']} | {cell.get('status')} "
                              f"| | | | | | | | | {note} |")
@@ -95,7 +178,7 @@ def table(results: dict[str, Any]) -> list[str]:
                 f"{_ratio(ratios.get('loop_over_batched_floor')) if 'floor_loop' in impls else ''}"
                 f" | {_mb(impls.get('crosslens'))} / {_mb(impls.get('floor'))} / "
                 f"{_mb(impls.get(peer))} | "
-                f"{'–' if agree is None else f'{agree:.0e}'} | {_runs(cell)} |")
+                f"{'–' if agree is None else f'{agree:.0e}'} | {_runs(cell)}{_missing(cell)} |")
         lines.append("")
     return lines
 
@@ -103,7 +186,7 @@ def table(results: dict[str, Any]) -> list[str]:
 def targets(results: dict[str, Any]) -> list[str]:
     floor, peers, loops, errors = [], [], [], []
     for cell in results["cells"]:
-        if cell.get("status") != "ok":
+        if cell.get("status") not in MEASURED:
             continue
         key = f"{cell['framework']} {cell['model']} b{cell['batch']} {cell['method']}"
         ratios = cell["ratios"]
@@ -118,10 +201,11 @@ def targets(results: dict[str, Any]) -> list[str]:
         agree = cell.get("agreement", {}).get("floor")
         if agree is not None and agree > AGREE:
             errors.append(f"{key} (Δ {agree:.1e})")
-    done = sum(1 for c in results["cells"] if c.get("status") == "ok")
+    count = {status: sum(1 for c in results["cells"] if c.get("status") == status)
+             for status in ("ok", "partial")}
     lines = ["## Targets", "",
-             f"{done} cells measured, "
-             f"{sum(1 for c in results['cells'] if c.get('status') != 'ok')} skipped.", ""]
+             f"{count['ok']} cells measured, {count['partial']} in part, "
+             f"{len(results['cells']) - count['ok'] - count['partial']} skipped.", ""]
     for title, misses in ((f"crosslens ≤ {FLOOR_TARGET}× the floor", floor),
                           ("crosslens never slower than Captum / tf-keras-vis", peers),
                           (f"batched occlusion / Score-CAM ≥ {LOOP_TARGET:g}× faster than "
@@ -159,8 +243,11 @@ def render(results: dict[str, Any]) -> str:
              "noise).", ""]
     if results.get("note"):
         lines += [results["note"], ""]
-    if args.get("only"):
-        lines += [f"Subset: `--only {' '.join(args['only'])}` (not the full matrix).", ""]
+    if results.get("sources"):
+        lines += sources(results)
+    elif args.get("only"):
+        lines += [f"Subset: `--only {' '.join(args['only'])}`.", ""]
+    lines += coverage(results)
     translation = results.get("translation")
     if translation:
         lines += ["## Translation (PyTorch → Keras, EfficientNet-Lite0)", "",

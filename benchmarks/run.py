@@ -6,20 +6,22 @@ Usage::
     python benchmarks/run.py --quick               # tiny models: a smoke run in seconds
     python benchmarks/run.py --only framework=torch model=resnet50 batch=1 method=saliency,ig32
     python benchmarks/run.py --repeats 3 --cell-budget 30 --max-cell-seconds 600
+    python benchmarks/run.py --resume benchmarks/results/<earlier>.json   # only what is missing
 
 For every (framework, model, batch, method) cell, the implementations run in the same
 process on the same inputs and targets: crosslens (``cl.explain``), the hand-written
 batched floor (``floors_torch`` / ``floors_keras``), the naive per-mask loop for
 occlusion and Score-CAM, and the peer toolset (Captum for PyTorch, tf-keras-vis for
-Keras). Results go to ``<out-dir>/<date>.json``; ``RESULTS.md`` is regenerated from it
-(:mod:`report`). Methods missing from crosslens' registry, or peers lacking a method, are
-recorded as skipped with the reason.
+Keras). Results go to ``<out-dir>/<date>.json`` after every cell; ``RESULTS.md`` is
+regenerated from it (:mod:`report`). ``--resume`` keeps the measured cells of earlier
+results files and runs only the others, so the full matrix can be measured in parts
+(:mod:`merge` combines parts that ran separately). Methods missing from crosslens'
+registry, or peers lacking a method, are recorded as skipped with the reason.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import sys
@@ -36,16 +38,9 @@ import numpy as np  # noqa: E402
 
 import cases  # noqa: E402
 import harness  # noqa: E402
+import merge  # noqa: E402
 import report  # noqa: E402
 from peers import captum_peer, tf_keras_vis_peer  # noqa: E402
-
-BATCHES = (1, 16)
-QUICK_BATCHES = (1,)
-#: Default --max-cell-seconds on the CPU: ResNet50 Score-CAM at batch 16 is ~3 h per run
-#: on two cores (2048 channels x 16 images), so cells estimated above 15 min are skipped
-#: (with their estimate) unless --max-cell-seconds 0 is given.
-CPU_CELL_CAP = 900.0
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,9 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cell-budget", type=float, default=60.0,
                         help="seconds the timed runs of one implementation may take; fewer "
                              "repeats for expensive cells (default 60)")
-    parser.add_argument("--max-cell-seconds", type=float, default=None,
+    parser.add_argument("--max-cell-seconds", type=float, default=0.0,
                         help="skip cells whose estimated single crosslens run exceeds this "
-                             "(0: never; default: never on a GPU, 900 on the CPU)")
+                             "(default 0: never; on a 2-core CPU ResNet50 Score-CAM at batch "
+                             "16 takes hours per implementation)")
     parser.add_argument("--only", nargs="+", default=[], metavar="KEY=V1,V2",
                         help="filters on framework, model, batch, method (all must match)")
     parser.add_argument("--batches", type=int, nargs="+", default=None)
@@ -71,9 +67,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--results-md", default=os.path.join(HERE, "RESULTS.md"),
                         help="RESULTS.md to regenerate ('' for none)")
+    parser.add_argument("--resume", nargs="+", default=[], metavar="JSON",
+                        help="earlier results files: their measured cells are kept (and "
+                             "written with the new ones), only the others run")
+    parser.add_argument("--implementations", default="",
+                        help="comma-separated subset of crosslens, floor, floor_loop, "
+                             "captum, tf-keras-vis (default: all); with --resume, a cell "
+                             "too long for one sitting can be measured one part at a time")
     parser.add_argument("--no-translation", action="store_true",
                         help="skip the Keras translation of EfficientNet-Lite0")
     args = parser.parse_args(argv)
+    args.implementations = [i for i in args.implementations.split(",") if i]
+    unknown = set(args.implementations) - set(report.IMPLEMENTATIONS)
+    if unknown:
+        parser.error(f"unknown --implementations {sorted(unknown)}; choose from "
+                     f"{', '.join(report.IMPLEMENTATIONS)}")
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
     return args
@@ -267,13 +275,19 @@ def crosslens_method(name: str) -> tuple[str | None, dict, str]:
 
 
 def run_cell(side: TorchSide, model_name: str, batch: int, name: str, plan: dict,
-             args: argparse.Namespace, device: harness.Device) -> dict[str, Any]:
+             args: argparse.Namespace, device: harness.Device,
+             have: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """Measure one cell: every implementation that applies, except those in ``have``
+    (measured by an earlier run) and those left out by ``--implementations``; None when
+    that leaves nothing to run."""
     import crosslens as cl
     spec = cases.METHODS[name]
     cell: dict[str, Any] = {"framework": side.framework, "model": model_name, "batch": batch,
                             "method": name, "crosslens_method": spec["method"],
                             "options": spec["options"], "implementations": {},
-                            "agreement": {}, "ratios": {}, "notes": []}
+                            "agreement": {}, "ratios": {}, "notes": [],
+                            "measured": dt.datetime.now().isoformat(timespec="seconds"),
+                            "load_average": _load_average()}
     method, options, note = crosslens_method(name)
     if method is None:
         cell.update(status="skipped", notes=[note])
@@ -304,12 +318,18 @@ def run_cell(side: TorchSide, model_name: str, batch: int, name: str, plan: dict
         cell["notes"].append(peer)
     else:
         fns[side.peer_name] = peer
+    cell["planned"] = list(fns)
+    fns = {impl: fn for impl, fn in fns.items() if impl not in have and
+           (not args.implementations or impl in args.implementations)}
+    if not fns:
+        return None
     measured = harness.measure_all(fns, framework=side.framework, device=device,
                                    repeats=args.repeats, budget_s=args.cell_budget,
                                    to_numpy=side.to_numpy)
-    reference = measured["crosslens"].output
-    warm = measured["crosslens"].warmup_s
-    if name.startswith("smoothgrad") and warm is not None and warm < args.cell_budget:
+    reference = measured["crosslens"].output if "crosslens" in measured else None
+    warm = measured["crosslens"].warmup_s if "crosslens" in measured else None
+    if name.startswith("smoothgrad") and "floor" in measured and warm is not None and \
+            warm < args.cell_budget:
         # random: compare on explicit noise instead (two extra untimed runs)
         noise = side.noise(spec["samples"])
         given = cl.explain(side.model, side.x, method, **dict(kwargs, noise=noise))
@@ -317,21 +337,22 @@ def run_cell(side: TorchSide, model_name: str, batch: int, name: str, plan: dict
         cell["agreement"]["floor"] = harness.relative_difference(side.to_numpy(floor),
                                                                  side.to_numpy(given))
     for impl, m in measured.items():
-        cell["implementations"][impl] = m.as_dict()
-        if impl != "crosslens" and not name.startswith("smoothgrad"):
+        cell["implementations"][impl] = dict(m.as_dict(), measured=cell["measured"])
+        if impl != "crosslens" and reference is not None and \
+                not name.startswith("smoothgrad"):
             cell["agreement"][impl] = harness.relative_difference(m.output, reference)
         if m.error:
             cell["notes"].append(f"{impl}: {m.error}")
-    cl_s = measured["crosslens"].seconds
-    for impl, m in measured.items():
-        if impl != "crosslens" and cl_s and m.seconds:
-            cell["ratios"][impl] = cl_s / m.seconds
-    if "floor_loop" in measured and measured["floor_loop"].seconds and \
-            measured["floor"].seconds:
-        cell["ratios"]["loop_over_batched_floor"] = (measured["floor_loop"].seconds /
-                                                     measured["floor"].seconds)
-    cell["status"] = "ok" if cl_s else "error"
+    cell["ratios"] = report.ratios(cell["implementations"])
+    cell["status"] = report.cell_status(cell)
     return cell
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
 
 
 def _units(name: str, spec: dict, plan: dict) -> int:
@@ -440,8 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require")
     filters = _filters(args.only)
     device = harness.Device(cases.device_kind())
-    if args.max_cell_seconds is None:  # the full matrix takes days on a small CPU
-        args.max_cell_seconds = 0.0 if device.kind == "cuda" else CPU_CELL_CAP
     if device.kind == "cuda":
         import torch
         device.name = torch.cuda.get_device_name()
@@ -452,13 +471,37 @@ def main(argv: list[str] | None = None) -> int:
                                "quick": args.quick, "args": vars(args),
                                **environment(device), "cells": [], "translation": None,
                                "skipped_models": []}
-    batches = args.batches or (QUICK_BATCHES if args.quick else BATCHES)
+    earlier = [merge.load(p) for p in args.resume]
+    previous = merge.merge(earlier) if earlier else {"cells": []}
+    done = report.measured_keys(previous)
+    have = {report.cell_key(c): frozenset(c["implementations"]) for c in previous["cells"]
+            if c.get("status") == "partial"}
+    done_featurevis = {(row["framework"], row["model"]) for part in earlier
+                       for row in part.get("featurevis") or []}
+
+    def save() -> dict[str, Any]:
+        combined = merge.merge(earlier + [results]) if earlier else results
+        merge.save(combined, path)
+        return combined
+
+    batches = args.batches or (cases.QUICK_BATCHES if args.quick else cases.BATCHES)
     methods = list(cases.METHODS)
     model_cases = cases.model_cases(args.quick)
     by_name = {(c.name, c.framework): c for c in model_cases}
     cam_layers: dict[str, str | None] = {}  # translated models: the torch CAM layer's match
+
+    def todo(case: cases.ModelCase, batch: int) -> list[str]:
+        if not _wanted(filters, framework=case.framework, model=case.name, batch=batch):
+            return []
+        return [m for m in methods if _wanted(filters, method=m)
+                and (case.framework, case.name, batch, m) not in done]
+
     for case in model_cases:
         if not _wanted(filters, framework=case.framework, model=case.name):
+            continue
+        featurevis = _wanted(filters, method="featurevis") and \
+            (case.framework, case.name) not in done_featurevis
+        if not featurevis and not any(todo(case, batch) for batch in batches):
             continue
         try:
             if case.build is None:  # the Keras translation of the PyTorch model
@@ -477,10 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             results["skipped_models"].append(note)
             continue
         for batch in batches:
-            if not _wanted(filters, batch=batch):
-                continue
-            todo = [m for m in methods if _wanted(filters, method=m)]
-            if not todo:
+            names = todo(case, batch)
+            if not names:
                 continue
             x = cases.inputs(case.framework, batch, case.size)
             classes = 1000
@@ -492,22 +533,26 @@ def main(argv: list[str] | None = None) -> int:
                   f"{plan['chunk_backward']}/{plan['chunk_forward']} (backward/forward), "
                   f"CAM layer {plan['layer']} ({plan['channels']} channels), pass "
                   f"{plan['t_backward']:.3f}/{plan['t_forward']:.3f} s", flush=True)
-            for name in todo:
-                cell = run_cell(side, case.name, batch, name, plan, args, device)
+            for name in names:
+                cell = run_cell(side, case.name, batch, name, plan, args, device,
+                                have.get((case.framework, case.name, batch, name),
+                                         frozenset()))
+                if cell is None:
+                    continue
                 cell["plan"] = {k: v for k, v in plan.items() if k != "batch"}
                 results["cells"].append(cell)
                 print("   " + report.cell_line(cell), flush=True)
-                _save(results, path)
-        if _wanted(filters, method="featurevis"):
+                save()
+        if featurevis:
             results.setdefault("featurevis", []).append(
                 featurevis_speed(case, model, quick=args.quick))
             print(f"   featurevis: {results['featurevis'][-1]['steps_per_second']:.2f} "
                   "steps/s", flush=True)
-            _save(results, path)
-    _save(results, path)
+            save()
+    combined = save()
     print(f"results: {path}")
     if args.results_md:
-        report.write(results, args.results_md)
+        report.write(combined, args.results_md)
         print(f"table: {args.results_md}")
     return 0
 
@@ -520,23 +565,6 @@ def featurevis_speed(case: Any, model: Any, quick: bool) -> dict[str, Any]:
     measured = steps_per_second(model, size=size, batch=4, steps=2 if quick else 5,
                                 warmup=1)
     return {"model": case.name, "framework": case.framework, **measured}
-
-
-def _save(results: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(results, handle, indent=1, default=_plain)
-    os.replace(tmp, path)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 if __name__ == "__main__":

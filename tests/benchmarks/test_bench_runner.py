@@ -86,3 +86,101 @@ def test_report_lists_missed_targets(monkeypatch):
     targets = text[text.index("## Targets"):]
     assert "torch m b1 occlusion (1.20×)" in targets
     assert "vs captum" in targets and "only 2.00× faster" in targets
+
+
+def _resume(tmp_path, earlier: dict, name: str, *args: str) -> tuple[dict, str]:
+    first = tmp_path / f"{name}-earlier.json"
+    first.write_text(json.dumps(earlier))
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--repeats", "0",
+           "--threads", "1", "--resume", str(first), "--out-dir", str(tmp_path / name),
+           "--results-md", "", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = (tmp_path / name).iterdir()
+    return json.loads(path.read_text()), done.stdout
+
+
+def test_resume_runs_only_what_is_missing_one_implementation_at_a_time(quick_run, tmp_path):
+    earlier, _ = quick_run
+    only = ("--only", "method=saliency,smoothgrad16", "framework=torch")
+    part, out = _resume(tmp_path, earlier, "a", *only, "--implementations", "crosslens,floor")
+    assert "== torch" in out and "saliency" not in out  # measured earlier: not run again
+    kept = {(c["framework"], c["method"]): c for c in part["cells"]}
+    for cell in earlier["cells"]:  # every earlier cell, unchanged
+        assert kept[(cell["framework"], cell["method"])]["implementations"] == \
+            cell["implementations"]
+    smooth = kept[("torch", "smoothgrad16")]
+    assert smooth["status"] == "partial" and set(smooth["implementations"]) == {
+        "crosslens", "floor"} and smooth["planned"] == ["crosslens", "floor", "captum"]
+    assert smooth["agreement"]["floor"] < 1e-4
+
+    whole, out = _resume(tmp_path, part, "b", *only)  # only Captum is left to run
+    smooth = {(c["framework"], c["method"]): c for c in whole["cells"]}[("torch",
+                                                                         "smoothgrad16")]
+    assert smooth["status"] == "ok" and set(smooth["implementations"]) == {
+        "crosslens", "floor", "captum"}
+    assert smooth["implementations"]["floor"] == \
+        {c["method"]: c for c in part["cells"]}["smoothgrad16"]["implementations"]["floor"]
+    assert smooth["ratios"]["captum"] > 0 and len(whole["sources"]) == 3
+
+
+def _cell(framework, model, batch, method, status="ok", seconds=1.0):
+    return {"framework": framework, "model": model, "batch": batch, "method": method,
+            "status": status, "notes": [] if status == "ok" else ["estimated 99 min"],
+            "agreement": {}, "ratios": {"floor": 1.0},
+            "implementations": {"crosslens": {"seconds": seconds, "timed_runs": 1},
+                                "floor": {"seconds": seconds, "timed_runs": 1}}}
+
+
+def test_merge_prefers_measured_cells_and_reports_what_is_missing(monkeypatch):
+    monkeypatch.syspath_prepend(BENCH)
+    import cases
+    import merge
+    import report
+    a = {"date": "d1", "args": {"only": ["batch=1"], "threads": 1}, "cells": [
+        _cell("keras", "resnet50", 1, "gradcam", seconds=2.0),
+        _cell("torch", "resnet50", 16, "scorecam", status="skipped"),
+        _cell("torch", "resnet50", 1, "saliency", seconds=5.0)]}
+    b = {"date": "d2", "args": {"only": [], "threads": 1}, "cells": [
+        _cell("torch", "resnet50", 1, "saliency", seconds=3.0),
+        _cell("torch", "resnet50", 16, "scorecam", seconds=9.0),
+        _cell("keras", "resnet50", 1, "gradcam", status="error")]}
+    merged = merge.merge([a, b])
+    got = {report.cell_key(c): c for c in merged["cells"]}
+    assert got[("torch", "resnet50", 1, "saliency")]["implementations"]["crosslens"][
+        "seconds"] == 3.0  # the later measurement wins
+    assert got[("torch", "resnet50", 16, "scorecam")]["status"] == "ok"  # measured > skipped
+    assert got[("keras", "resnet50", 1, "gradcam")]["status"] == "ok"  # error never replaces
+    assert got[("keras", "resnet50", 1, "gradcam")]["measured"] == "d1"
+    order = [cases.matrix().index(report.cell_key(c)) for c in merged["cells"]]
+    assert order == sorted(order)
+    assert [s["date"] for s in merge.merge([merged, a])["sources"]] == ["d1", "d2", "d1"]
+    missing = report.missing_cells(merged)
+    assert len(missing) == len(cases.matrix()) - 3
+    assert ("torch", "resnet50", 1, "saliency") not in missing
+    text = report.render(merged)
+    assert f"3 of the {len(cases.matrix())} cells of the full matrix measured" in text
+    assert "| torch · resnet50 | 1 | ig32, ig128," in text and "Merged from 2 runs" in text
+
+
+def test_merge_combines_a_cell_measured_in_parts(monkeypatch):
+    monkeypatch.syspath_prepend(BENCH)
+    import merge
+    import report
+    first = _cell("torch", "resnet50", 16, "scorecam", seconds=4.0)
+    first["planned"] = ["crosslens", "floor", "floor_loop"]
+    first["status"] = report.cell_status(first)
+    assert first["status"] == "partial"
+    text = report.render({"date": "d1", "cells": [first], "args": {}})
+    assert "not yet run: floor_loop" in text and "0 cells measured, 1 in part" in text
+    second = {"framework": "torch", "model": "resnet50", "batch": 16, "method": "scorecam",
+              "status": "partial", "notes": [], "agreement": {},
+              "planned": ["crosslens", "floor", "floor_loop"],
+              "implementations": {"floor_loop": {"seconds": 20.0, "timed_runs": 1}}}
+    (cell,) = merge.merge([{"date": "d1", "cells": [first]},
+                           {"date": "d2", "cells": [second]}])["cells"]
+    assert cell["status"] == "ok" and set(cell["implementations"]) == {
+        "crosslens", "floor", "floor_loop"}
+    assert cell["ratios"] == {"floor": 1.0, "floor_loop": 0.2, "loop_over_batched_floor": 5.0}
+
