@@ -93,8 +93,19 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         translation=next((p["translation"] for p in reversed(parts)
                           if p.get("translation")), None),
         skipped_models=sorted({n for p in parts for n in p.get("skipped_models", [])}),
-        sources=[source for part in parts for source in _source(part)])
+        sources=_unique([source for part in parts for source in _source(part)]))
     return merged
+
+
+def _unique(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sources in order, each once (resumed files repeat the sources they started from)."""
+    seen, out = set(), []
+    for source in sources:
+        key = json.dumps(source, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(source)
+    return out
 
 
 def load(path: str) -> dict[str, Any]:

@@ -169,7 +169,8 @@ def table(results: dict[str, Any]) -> list[str]:
                 continue
             impls, ratios = cell["implementations"], cell["ratios"]
             agree = cell.get("agreement", {}).get("floor")
-            peer_cell = _time(_seconds(cell, peer)) if peer in impls else "n/a"
+            peer_cell = _time(_seconds(cell, peer)) if peer in impls else (
+                "not yet run" if peer in cell.get("planned", []) else "n/a")
             lines.append(
                 f"| {cell['method']} | {cell['batch']} | {_time(_seconds(cell, 'crosslens'))} | "
                 f"{_time(_seconds(cell, 'floor'))} | {_ratio(ratios.get('floor'))} | "

@@ -155,7 +155,7 @@ def test_merge_prefers_measured_cells_and_reports_what_is_missing(monkeypatch):
     assert got[("keras", "resnet50", 1, "gradcam")]["measured"] == "d1"
     order = [cases.matrix().index(report.cell_key(c)) for c in merged["cells"]]
     assert order == sorted(order)
-    assert [s["date"] for s in merge.merge([merged, a])["sources"]] == ["d1", "d2", "d1"]
+    assert [s["date"] for s in merge.merge([merged, a])["sources"]] == ["d1", "d2"]
     missing = report.missing_cells(merged)
     assert len(missing) == len(cases.matrix()) - 3
     assert ("torch", "resnet50", 1, "saliency") not in missing
