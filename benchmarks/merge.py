@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import cases  # noqa: E402
 import report  # noqa: E402
-from report import cell_key, missing_cells  # noqa: E402
+from report import cell_key  # noqa: E402
 
 
 def _source(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -41,12 +41,6 @@ def _source(results: dict[str, Any]) -> list[dict[str, Any]]:
              "threads": args.get("threads"), "repeats": args.get("repeats"),
              "load_average": results.get("machine", {}).get("load_average"),
              "note": results.get("note"), "cells": len(results.get("cells", []))}]
-
-
-def _order(key: tuple[str, str, int, str]) -> tuple[int, int]:
-    matrix = cases.matrix()
-    # cells outside the full matrix (e.g. --quick models) follow, in their own order
-    return (0, matrix.index(key)) if key in matrix else (1, 0)
 
 
 def combine(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +73,9 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             cell.setdefault("measured", part.get("date"))
             old = cells.get(cell_key(cell))
             cells[cell_key(cell)] = cell if old is None else combine(old, cell)
-    ordered = sorted(cells.values(), key=lambda c: _order(cell_key(c)))
+    # matrix order; cells outside the full matrix (e.g. --quick models) follow as they came
+    position = {key: i for i, key in enumerate(cases.matrix())}
+    ordered = sorted(cells.values(), key=lambda c: position.get(cell_key(c), len(position)))
     featurevis: dict[tuple[str, str], dict] = {}
     for part in parts:
         for row in part.get("featurevis") or []:
@@ -139,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     merged = merge([load(path) for path in args.parts])
     save(merged, args.out)
-    missing = missing_cells(merged)
+    missing = report.missing_cells(merged)
     print(f"{args.out}: {len(merged['cells'])} cells, "
           f"{len(cases.matrix()) - len(missing)} of {len(cases.matrix())} matrix cells "
           "measured")
