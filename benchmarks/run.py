@@ -297,7 +297,9 @@ def run_cell(side: TorchSide, model_name: str, batch: int, name: str, plan: dict
     layer = plan["layer"] if spec.get("layer") else None
     units = _units(name, spec, plan)
     estimate = units / batch * (plan["t_backward"] if backward else plan["t_forward"])
-    cell.update(chunk=chunk, layer=layer, units=units, estimated_s=estimate)
+    crosslens_pass = plan["pass_backward"] if backward else plan["pass_forward"]
+    cell.update(chunk=chunk, crosslens_pass=crosslens_pass, layer=layer, units=units,
+                estimated_s=estimate)
     if args.max_cell_seconds and estimate > args.max_cell_seconds:
         cell.update(status="skipped", notes=[
             f"estimated {estimate / 60:.0f} min per run > --max-cell-seconds "
@@ -371,7 +373,7 @@ def _units(name: str, spec: dict, plan: dict) -> int:
     return n
 
 
-def plan_model(side: TorchSide, args: argparse.Namespace, device: harness.Device,
+def plan_model(side: Any, args: argparse.Namespace, device: harness.Device,
                layer: str | None = None) -> dict:
     """Chunk sizes crosslens plans, the CAM layer (default: the last spatial layer, as
     crosslens' CAMs choose), and one pass's time for estimates."""
@@ -383,6 +385,9 @@ def plan_model(side: TorchSide, args: argparse.Namespace, device: harness.Device
         big = 10 ** 7
         chunk_backward = backend.max_batch(native, True, total=big)
         chunk_forward = backend.max_batch(native, False, total=big)
+        # crosslens' own passes: on a CPU also capped to stay small (Backend.pass_size)
+        pass_backward = backend.pass_size(native, True, total=big)
+        pass_forward = backend.pass_size(native, False, total=big)
         if layer is None:
             spatial = backend.spatial_layers(native)
             layer = spatial[-1] if spatial else None
@@ -392,7 +397,8 @@ def plan_model(side: TorchSide, args: argparse.Namespace, device: harness.Device
             channels = shape[1] if backend.layout == "channels_first" else shape[-1]
     t_forward = _probe(side.forward, side, device)
     t_backward = _probe(side.floor("saliency", {}, 10 ** 6, None), side, device)
-    return {"chunk_backward": chunk_backward, "chunk_forward": chunk_forward, "layer": layer,
+    return {"chunk_backward": chunk_backward, "chunk_forward": chunk_forward,
+            "pass_backward": pass_backward, "pass_forward": pass_forward, "layer": layer,
             "channels": channels, "t_forward": t_forward, "t_backward": t_backward,
             "batch": len(side.x), "size": int(side.x.shape[-1] if side.framework == "torch"
                                                 else side.x.shape[1])}
@@ -530,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             plan = plan_model(side, args, device, cam_layers.get(case.name)
                               if case.build is None else None)
             print(f"== {case.framework} {case.name} batch {batch}: chunk "
-                  f"{plan['chunk_backward']}/{plan['chunk_forward']} (backward/forward), "
+                  f"{plan['chunk_backward']}/{plan['chunk_forward']} (backward/forward; "
+                  f"crosslens {plan['pass_backward']}/{plan['pass_forward']}), "
                   f"CAM layer {plan['layer']} ({plan['channels']} channels), pass "
                   f"{plan['t_backward']:.3f}/{plan['t_forward']:.3f} s", flush=True)
             for name in names:

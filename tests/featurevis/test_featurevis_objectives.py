@@ -125,6 +125,24 @@ def test_chunked_evaluation_equals_one_pass(zoo, flavor):
         evaluate(zoo, flavor, "small_cnn", fv.diversity("conv2"), x, budget=1)
 
 
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_cpu_pass_cap_never_splits_a_coupled_batch(zoo, flavor):
+    """The CPU pass cap splits passes of per-sample objectives, never a batch whose samples
+    are compared (diversity): only the memory budget may, and then it raises (above)."""
+    x = zoo.x("small_cnn")
+    backend = get_backend(zoo.model(flavor, "small_cnn"))
+    for obj in (fv.diversity("conv2") + fv.channel("conv2", 1),
+                fv.channel("conv2", [3, 1, 0]) + fv.class_prob([0, 1, 2], log=True)):
+        whole, gw = evaluate(zoo, flavor, "small_cnn", obj, x)
+        backend.pass_bytes = 1  # one sample per pass for anything that may be split
+        try:
+            capped, gc = evaluate(zoo, flavor, "small_cnn", obj, x)
+        finally:
+            backend.pass_bytes = "auto"
+        np.testing.assert_allclose(capped, whole, rtol=1e-12)
+        np.testing.assert_allclose(gc, gw, rtol=1e-12)
+
+
 def test_keras_objective_is_traced_once_for_a_whole_run(zoo):
     """The objective's Python runs only while TensorFlow traces: once for 5 steps (and the
     final evaluation), not once per step."""

@@ -90,21 +90,23 @@ def test_batch_equals_one_sample_at_a_time(zoo, flavor, kind, case):
 
 # ----------------------------------------------------------------------------- chunking
 @contextmanager
-def pass_sizes(model):
-    """Record the batch size of every differentiation pass the backend makes."""
+def pass_sizes(model, forward=False):
+    """Record the batch size of every differentiation (or ``forward``) pass the backend
+    makes."""
     backend = get_backend(model)
     sizes: list[int] = []
-    inner = backend._gradient
+    name = "_forward" if forward else "_gradient"
+    inner = getattr(backend, name)
 
     def spy(x, *args, **kwargs):
         sizes.append(int(backend.ops.shape(x)[0]))
         return inner(x, *args, **kwargs)
 
-    backend._gradient = spy
+    setattr(backend, name, spy)
     try:
         yield sizes
     finally:
-        del backend._gradient
+        delattr(backend, name)
 
 
 CHUNK_CASES = {
@@ -127,3 +129,44 @@ def test_tiny_memory_budget_gives_the_same_result(zoo, flavor, kind, case):
     assert set(tiny_sizes) == {1}, tiny_sizes  # one sample per pass
     assert sum(tiny_sizes) == sum(default_sizes) and len(tiny_sizes) > len(default_sizes)
     zoo.assert_close(tiny, default, 1e-12, f"{case}: 4KB budget vs default")
+
+
+@pytest.mark.parametrize("flavor,kind", [("torch", "small_resnet"), ("keras", "small_cnn")])
+@pytest.mark.parametrize("case", ["ig", "occlusion"])
+def test_cpu_pass_cap_splits_passes_without_changing_results(zoo, flavor, kind, case):
+    """On a CPU a pass holds at most ``pass_bytes`` of estimated memory, also when that is
+    less than one point of the batch (the batch is split); results are unchanged."""
+    method, options = {"ig": CHUNK_CASES["ig"],
+                       "occlusion": ("occlusion", {"patch": 4, "stride": 3})}[case]
+    x, model = zoo.x(kind), zoo.model(flavor, kind)
+    backend = get_backend(model)
+    native = backend.prepare(zoo.to_model(flavor, x))
+    per_sample = backend.bytes_per_sample(native)
+    assert backend.runs_on_cpu() and backend.pass_bytes == "auto"
+    results, sizes = {}, {}
+    for cap in (None, 2 * per_sample):
+        backend.pass_bytes = cap
+        try:
+            with pass_sizes(model, forward=(case == "occlusion")) as seen:
+                results[cap], _ = zoo.explain(flavor, kind, x, method, target=TARGET,
+                                              **dict(options))
+            sizes[cap] = seen
+            assert backend.pass_size(native, total=10 ** 6) == (
+                backend.max_batch(native, total=10 ** 6) if cap is None else 2)
+        finally:
+            backend.pass_bytes = "auto"
+    assert max(sizes[2 * per_sample]) == 2 < len(x) < max(sizes[None]), sizes
+    assert sum(sizes[None]) == sum(sizes[2 * per_sample])
+    zoo.assert_close(results[2 * per_sample], results[None], 1e-12, f"{case}: capped passes")
+
+
+def test_pass_cap_applies_on_the_cpu_only(zoo, monkeypatch):
+    model = zoo.model("torch", "small_resnet")
+    backend = get_backend(model)
+    native = backend.prepare(zoo.x("small_resnet"))
+    from crosslens.core.chunking import CPU_PASS_BYTES
+    cap = max(1, CPU_PASS_BYTES // backend.bytes_per_sample(native))
+    assert backend.pass_size(native, total=10 ** 9) == min(
+        cap, backend.max_batch(native, total=10 ** 9))
+    monkeypatch.setattr(backend, "runs_on_cpu", lambda: False)  # as on a GPU
+    assert backend.pass_size(native, total=10 ** 9) == backend.max_batch(native, total=10 ** 9)

@@ -14,7 +14,8 @@ A backend wraps one user model and implements, natively in the model's framework
 Methods never see framework objects other than opaque native arrays that support the
 arithmetic operators (``+ - * /`` with broadcasting) and the :class:`ArrayOps` functions.
 
-Every primitive is chunked to the memory budget in :meth:`Backend.session`; the model
+Every primitive is chunked to the memory budget in :meth:`Backend.session` and, on a
+CPU, to passes small enough to stay in cache (:meth:`Backend.pass_size`); the model
 is left exactly as it was (mode, ``requires_grad``, hooks, patched attributes) when the
 session ends, also when it ends with an error.
 """
@@ -30,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..core.arrays import to_numpy
-from ..core.chunking import DEFAULT_BUDGET, chunk_size, chunks
+from ..core.chunking import CPU_PASS_BYTES, DEFAULT_BUDGET, chunk_size, chunks
 from ..core.errors import LayerNotFoundError, UnsupportedError
 from ..core.names import unknown_name_message
 from ..core.targets import TargetSpec
@@ -127,12 +128,20 @@ class Backend(abc.ABC):
         # Weak: the backend is cached per model, and must not keep the model alive.
         self._model_ref = weakref.ref(model)
         self.budget = DEFAULT_BUDGET
+        #: Cap on one pass's estimated memory (bytes); ``"auto"``: :data:`CPU_PASS_BYTES`
+        #: when the model runs on the CPU, none on an accelerator; ``None``: no cap.
+        self.pass_bytes: int | str | None = "auto"
         self._bytes_per_sample: dict[tuple, int] = {}
         self._shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
 
     @property
     def model(self) -> Any:
         return self._model_ref()
+
+    def runs_on_cpu(self) -> bool:
+        """Whether the model runs on the host CPU (then passes are capped, see
+        :meth:`pass_size`)."""
+        return True
 
     # --- description -------------------------------------------------------------
     @property
@@ -203,7 +212,7 @@ class Backend(abc.ABC):
     # --- primitives -----------------------------------------------------------------------
     def forward(self, x: Native) -> Native:
         """Model outputs for ``x`` (no gradients), chunked to the memory budget."""
-        size = self.max_batch(x, backward=False)
+        size = self.pass_size(x, backward=False)
         return self.ops.concat([self._forward(x[a:b]) for a, b in chunks(len(x), size)])
 
     def gradient(self, x: Native, target: TargetSpec, *, wrt: str | None = None,
@@ -230,7 +239,9 @@ class Backend(abc.ABC):
             aligned with ``x``) in this pass.
         """
         capture = tuple(dict.fromkeys(list(capture) + ([wrt] if wrt else [])))
-        size = self.max_batch(x, backward=True)
+        # a target that compares the samples (diversity) is split only if memory forces it
+        coupled = getattr(target, "couples_batch", False)
+        size = (self.max_batch if coupled else self.pass_size)(x, backward=True)
         if size >= len(x):
             return self._gradient(x, target, wrt, rule, capture, replace)
         parts = []
@@ -246,7 +257,7 @@ class Backend(abc.ABC):
 
     def activations(self, x: Native, layers: Sequence[str]) -> dict[str, Native]:
         """Outputs of the named layers for ``x`` (no gradients), chunked."""
-        size = self.max_batch(x, backward=False)
+        size = self.pass_size(x, backward=False)
         parts = [self._activations(x[a:b], tuple(layers)) for a, b in chunks(len(x), size)]
         return {k: self.ops.concat([p[k] for p in parts]) for k in layers}
 
@@ -257,7 +268,7 @@ class Backend(abc.ABC):
         the memory budget. Used to differentiate through a model whose output feeds
         another computation (a generator's image, a density model's log-likelihood).
         """
-        size = self.max_batch(x, backward=True)
+        size = self.pass_size(x, backward=True)
         return self.ops.concat([self._vjp(x[a:b], cotangent[a:b])
                                 for a, b in chunks(len(x), size)])
 
@@ -274,6 +285,23 @@ class Backend(abc.ABC):
         if not backward:
             per_sample = max(per_sample // 2, 1)  # forward only: no saved tensors for backward
         return chunk_size(per_sample, self.budget, len(x) if total is None else total)
+
+    def pass_size(self, x: Native, backward: bool = True, total: int | None = None) -> int:
+        """How many samples shaped like ``x[0]`` to put in one pass.
+
+        :meth:`max_batch`, and on a CPU at most what keeps a pass's memory within
+        :attr:`pass_bytes`: a pass much larger than the caches streams its activations
+        through RAM, and CNNs then take longer per image than in small passes
+        (``benchmarks/chunk_sweep.py``; ResNet50 and EfficientNet-Lite0 at 224² run
+        fastest at 2–4 images per pass). Results do not depend on the pass size.
+        """
+        size = self.max_batch(x, backward, total)
+        cap = self.pass_bytes
+        if cap == "auto":
+            cap = CPU_PASS_BYTES if self.runs_on_cpu() else None
+        if cap is None:
+            return size
+        return max(1, min(size, int(cap) // max(self.bytes_per_sample(x), 1)))
 
     def bytes_per_sample(self, x: Native) -> int:
         """Estimated peak memory of one sample's forward-backward pass (cached per shape)."""

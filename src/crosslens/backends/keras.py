@@ -167,6 +167,10 @@ class KerasBackend(Backend):
     def ops(self) -> KerasOps:
         return self._ops
 
+    def runs_on_cpu(self) -> bool:
+        # TensorFlow places the model's ops on the first GPU when there is one
+        return not tf.config.list_logical_devices("GPU")
+
     @property
     def layout(self) -> str | None:
         for layer in self._layers.values():

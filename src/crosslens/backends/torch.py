@@ -196,6 +196,9 @@ class TorchBackend(Backend):
     def ops(self) -> TorchOps:
         return self._ops
 
+    def runs_on_cpu(self) -> bool:
+        return self.device.type == "cpu"
+
     @property
     def layout(self) -> str | None:
         if self._first is None:

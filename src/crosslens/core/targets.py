@@ -140,6 +140,8 @@ class ObjectiveTarget:
     the function (compiled backends cache their trace by it: equal keys must mean equal
     functions). ``slicer(start, stop)`` returns the target for a chunk of the batch when
     ``fn`` holds per-sample constants; ``None`` means ``fn`` is chunk-independent.
+    ``couples_batch``: the score of a sample depends on the other samples (diversity), so
+    the batch is split into passes only when memory forces it (and then ``slicer`` raises).
     Used by feature visualization (:mod:`crosslens.featurevis.objectives`).
     """
 
@@ -147,6 +149,7 @@ class ObjectiveTarget:
     fn: Callable[[Any, dict, Any], Any]
     key: Any
     slicer: Callable[[int, int], "ObjectiveTarget"] | None = None
+    couples_batch: bool = False
 
     def repeat(self, k: int) -> "ObjectiveTarget":
         if k != 1 and self.slicer is not None:

@@ -6,7 +6,7 @@ records the target's score; a faithful attribution makes it drop fast (small are
 **insertion** curve starts from the baseline and puts the top-``k`` input pixels back; a
 faithful attribution makes it rise fast (large area). All channels of a pixel move
 together. Every perturbed image of every sample goes through the model's forward pass
-in chunks as large as the memory budget allows (``backend.max_batch``), natively on
+in chunks as large as the memory budget allows (``backend.pass_size``), natively on
 the model's device; only the masks are built on the host.
 """
 from __future__ import annotations
@@ -162,7 +162,7 @@ def perturbation_curve(model: Any, x: Any, attributions: Any, kind: str, *,
         np.put_along_axis(rank, order, np.arange(pixels)[None, :], axis=1)
 
         pairs = [(i, k) for i in range(n) for k in range(steps + 1)]
-        per_pass = backend.max_batch(native, backward=False)
+        per_pass = backend.pass_size(native, backward=False)
         scores = np.empty((n, steps + 1))
         for a, b in chunks(len(pairs), per_pass):
             images = []

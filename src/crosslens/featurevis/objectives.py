@@ -518,7 +518,7 @@ def build_target(objective: Objective, resolve: Callable[[Any], str], channels_f
             return make((offset + start, offset + stop))
 
         return ObjectiveTarget(layers, fn, base_key + (rows,),
-                               None if chunkable else slicer)
+                               None if chunkable else slicer, objective.couples_batch)
 
     return make(None)
 

@@ -2,7 +2,10 @@
 
 Each point is a perturbed or interpolated copy of the whole batch, so a pass holds
 ``per_pass · N`` samples; ``per_pass`` comes from the backend's estimate of one sample's
-memory and the call's memory budget (``cl.explain(..., memory_budget=...)``).
+memory and the call's memory budget (``cl.explain(..., memory_budget=...)``), and on a
+CPU from the cache-sized pass cap (:meth:`~crosslens.backends.base.Backend.pass_size`).
+When one point of the batch is already more than a pass holds, the backend's primitives
+split it further.
 """
 from __future__ import annotations
 
@@ -16,4 +19,4 @@ def points_per_pass(ctx: Context, count: int, backward: bool = True) -> int:
     memory per sample than a forward-backward pass.
     """
     n = max(ctx.n, 1)
-    return max(1, ctx.backend.max_batch(ctx.x, backward, total=n * count) // n)
+    return max(1, ctx.backend.pass_size(ctx.x, backward, total=n * count) // n)
