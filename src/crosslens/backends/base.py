@@ -15,7 +15,7 @@ Methods never see framework objects other than opaque native arrays that support
 arithmetic operators (``+ - * /`` with broadcasting) and the :class:`ArrayOps` functions.
 
 Every primitive is chunked to the memory budget in :meth:`Backend.session` and, on a
-CPU, to passes small enough to stay in cache (:meth:`Backend.pass_size`); the model
+CPU, to the smaller passes that run faster there (:meth:`Backend.pass_size`); the model
 is left exactly as it was (mode, ``requires_grad``, hooks, patched attributes) when the
 session ends, also when it ends with an error.
 """
@@ -289,11 +289,11 @@ class Backend(abc.ABC):
     def pass_size(self, x: Native, backward: bool = True, total: int | None = None) -> int:
         """How many samples shaped like ``x[0]`` to put in one pass.
 
-        :meth:`max_batch`, and on a CPU at most what keeps a pass's memory within
-        :attr:`pass_bytes`: a pass much larger than the caches streams its activations
-        through RAM, and CNNs then take longer per image than in small passes
-        (``benchmarks/chunk_sweep.py``; ResNet50 and EfficientNet-Lite0 at 224² run
-        fastest at 2–4 images per pass). Results do not depend on the pass size.
+        :meth:`max_batch`, and on a CPU at most what keeps a pass's estimated memory
+        within :attr:`pass_bytes`: there, CNNs take longer per image in passes of many
+        GiB than in small ones (``benchmarks/chunk_sweep.py``: ResNet50 and
+        EfficientNet-Lite0 at 224² run fastest at 2-8 images per pass, up to 1.5x slower
+        at the 11-33 the default budget allows). Results do not depend on the pass size.
         """
         size = self.max_batch(x, backward, total)
         cap = self.pass_bytes
