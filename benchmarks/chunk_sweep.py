@@ -4,7 +4,7 @@ The memory budget alone would put as many images in a pass as fit; on a CPU a la
 of a memory-bound network streams its activations through RAM instead of cache. This
 sweep measures the per-image time of forward and forward-backward passes of the benchmark
 models for several pass sizes, next to crosslens' per-sample memory estimate, which is
-what the CPU pass cap (``crosslens.backends.base.CPU_PASS_BYTES``) was chosen from.
+what the CPU pass cap (``crosslens.core.chunking.CPU_PASS_BYTES``) was chosen from.
 
 Run on a quiet machine::
 

@@ -292,7 +292,7 @@ class Backend(abc.ABC):
         :meth:`max_batch`, and on a CPU at most what keeps a pass's estimated memory
         within :attr:`pass_bytes`: there, CNNs take longer per image in passes of many
         GiB than in small ones (``benchmarks/chunk_sweep.py``: ResNet50 and
-        EfficientNet-Lite0 at 224² run fastest at 2-8 images per pass, up to 1.5x slower
+        EfficientNet-Lite0 at 224² run fastest at 2-8 images per pass, up to 1.6x slower
         at the 11-33 the default budget allows). Results do not depend on the pass size.
         """
         size = self.max_batch(x, backward, total)

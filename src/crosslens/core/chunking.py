@@ -18,7 +18,7 @@ DEFAULT_BUDGET = 2 * GiB
 #: On a CPU, the most estimated memory one pass holds even when the budget allows more
 #: (see ``Backend.pass_size``). From ``benchmarks/chunk_sweep.py`` on one core: ResNet50
 #: and EfficientNet-Lite0 at 224² are fastest per image at 2-8 images per pass (estimated
-#: 0.5-2 GiB) and up to 1.5x slower at the 11-33 the 2 GiB budget allows forward passes.
+#: 0.5-2 GiB) and up to 1.6x slower at the 11-33 the 2 GiB budget allows forward passes.
 CPU_PASS_BYTES = 5 * GiB // 4
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,

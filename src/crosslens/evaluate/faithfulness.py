@@ -6,8 +6,8 @@ records the target's score; a faithful attribution makes it drop fast (small are
 **insertion** curve starts from the baseline and puts the top-``k`` input pixels back; a
 faithful attribution makes it rise fast (large area). All channels of a pixel move
 together. Every perturbed image of every sample goes through the model's forward pass
-in chunks as large as the memory budget allows (``backend.pass_size``), natively on
-the model's device; only the masks are built on the host.
+in chunks sized by the memory budget and the CPU pass cap (``backend.pass_size``),
+natively on the model's device; only the masks are built on the host.
 """
 from __future__ import annotations
 
