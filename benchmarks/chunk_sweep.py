@@ -19,12 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cases  # noqa: E402
-from run import set_threads  # noqa: E402
+import harness  # noqa: E402
+from run import KerasSide, TorchSide, build_translation, set_threads  # noqa: E402
 
 SIZES = (1, 2, 4, 8, 16, 32)
 
@@ -39,60 +38,24 @@ def _median_per_image(fn, batch: int, repeats: int) -> float:
     return statistics.median(times) / batch
 
 
-def torch_passes(model, x):
-    import torch
-    xt = torch.from_numpy(x)
-
-    def forward():
-        with torch.no_grad():
-            model(xt)
-
-    def backward():
-        inp = xt.clone().requires_grad_(True)
-        torch.autograd.grad(model(inp)[:, 0].sum(), inp)
-    return forward, backward
-
-
-def keras_passes(model, x):
-    import tensorflow as tf
-    xt = tf.constant(x)
-
-    @tf.function
-    def forward_fn(v):
-        return model(v, training=False)
-
-    @tf.function
-    def backward_fn(v):
-        with tf.GradientTape() as tape:
-            tape.watch(v)
-            score = tf.reduce_sum(model(v, training=False)[:, 0])
-        return tape.gradient(score, v)
-    return (lambda: forward_fn(xt).numpy()), (lambda: backward_fn(xt).numpy())
-
-
-def keras_lite0():
-    from crosslens.translate import translate
-    torch_model = cases.torch_efficientnet_lite0()
-    example = cases.inputs("torch", 1, 224)
-    return translate(torch_model, to="keras", example=example).translated
-
-
-def sweep(name: str, framework: str, model, repeats: int) -> dict:
-    import crosslens as cl  # noqa: F401  (backends register on import)
+def sweep(case: cases.ModelCase, model, repeats: int) -> dict:
+    """Per-image forward and forward-backward (the floor's saliency pass) times."""
     from crosslens.backends import get_backend
-    big = cases.inputs(framework, max(SIZES), 224)
+    big = cases.inputs(case.framework, max(SIZES), case.size)
     backend = get_backend(model)
     per_sample = backend.bytes_per_sample(backend.prepare(big[:1]))
+    side_type = TorchSide if case.framework == "torch" else KerasSide
     rows = []
     for size in SIZES:
-        forward, backward = (torch_passes if framework == "torch" else keras_passes)(
-            model, big[:size])
-        row = {"images": size, "forward_ms": 1e3 * _median_per_image(forward, size, repeats),
+        side = side_type(model, big[:size], cases.targets(size, 1000), harness.Device("cpu"))
+        backward = side.floor("saliency", {}, size, None)
+        row = {"images": size, "forward_ms": 1e3 * _median_per_image(side.forward, size, repeats),
                "backward_ms": 1e3 * _median_per_image(backward, size, repeats)}
         rows.append(row)
-        print(f"{framework:5s} {name:20s} {size:3d}  forward {row['forward_ms']:7.1f} ms/img"
-              f"  forward-backward {row['backward_ms']:7.1f} ms/img", flush=True)
-    return {"model": name, "framework": framework, "bytes_per_sample": per_sample,
+        print(f"{case.framework:5s} {case.name:20s} {size:3d}  forward "
+              f"{row['forward_ms']:7.1f} ms/img  forward-backward {row['backward_ms']:7.1f} "
+              "ms/img", flush=True)
+    return {"model": case.name, "framework": case.framework, "bytes_per_sample": per_sample,
             "rows": rows}
 
 
@@ -104,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    builders = {("resnet50", "torch"): cases.torch_resnet50,
-                ("efficientnet-lite0", "torch"): cases.torch_efficientnet_lite0,
-                ("resnet50", "keras"): lambda: cases.keras_resnet50(224),
-                ("efficientnet-lite0", "keras"): keras_lite0}
-    results = [sweep(name, framework, build(), args.repeats)
-               for (name, framework), build in builders.items()
-               if not args.only or framework == args.only]
+    model_cases = cases.model_cases(quick=False)
+    by_name = {(c.name, c.framework): c for c in model_cases}
+    results = []
+    for case in model_cases:
+        if args.only and case.framework != args.only:
+            continue
+        model = case.model() if case.build is not None else \
+            build_translation(by_name[(case.name, "torch")], case.size)[0]
+        results.append(sweep(case, model, args.repeats))
     if args.out:
         Path(args.out).write_text(json.dumps({"threads": args.threads, "sweeps": results},
                                              indent=1))
