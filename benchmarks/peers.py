@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 
 def captum_peer(name: str, model: Any, x: Any, t: Any, chunk: int, params: dict,
                 layer: str | None) -> Callable[[], Any] | str:
@@ -67,9 +69,49 @@ def tf_keras_vis_peer(name: str, model: Any, x: Any, t: Any, chunk: int, params:
         return lambda: cam(score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
                            normalize_cam=False, expand_cam=True)
     if name == "scorecam":
+        too_big = _scorecam_out_of_memory(model, x, layer)
+        if too_big:
+            return too_big
         from tf_keras_vis.scorecam import Scorecam
         cam = Scorecam(model, model_modifier=None, clone=False)
         return lambda: cam(score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
                            normalize_cam=False, expand_cam=True, batch_size=max(1, chunk))
     return "tf-keras-vis has no " + {"ig32": "integrated gradients",
                                      "ig128": "integrated gradients"}.get(name, name)
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux), or None where there is no such file."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _scorecam_out_of_memory(model: Any, x: Any, layer: str | None) -> str | None:
+    """Why tf-keras-vis' Score-CAM cannot run on this machine, or None if it fits.
+
+    tf-keras-vis 0.8.7 builds every masked input on the host before predicting: it tiles
+    the input once per channel of the layer, tiles the upsampled masks to the same
+    shape and multiplies them, so three float32 arrays of channels × the whole input
+    exist at once (its ``batch_size`` only splits the predict that follows). At batch
+    16 on EfficientNet-Lite0 (1280 channels) that is 3 × 12.3 GB, and the process was
+    killed by the out-of-memory killer on the 24 GiB machine; this check records the
+    reason in the cell instead of losing the run.
+    """
+    available = _available_bytes()
+    if available is None:
+        return None
+    channels = int(model.get_layer(layer).output.shape[-1])
+    copies = channels * int(np.prod(x.shape)) * 4
+    needed = 3 * copies
+    if needed <= available:
+        return None
+    return (f"tf-keras-vis Score-CAM needs about {needed / 2**30:.0f} GiB here: it holds "
+            f"{channels} masked copies of the whole batch on the host at once (three "
+            f"float32 arrays of {copies / 2**30:.1f} GiB), more than the "
+            f"{available / 2**30:.0f} GiB available")

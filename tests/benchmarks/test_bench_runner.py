@@ -186,3 +186,24 @@ def test_merge_combines_a_cell_measured_in_parts(monkeypatch):
         "crosslens", "floor", "floor_loop"}
     assert cell["ratios"] == {"floor": 1.0, "floor_loop": 0.2, "loop_over_batched_floor": 5.0}
 
+
+
+def test_tf_keras_vis_scorecam_is_left_out_with_the_reason_when_it_cannot_fit(monkeypatch):
+    """tf-keras-vis holds three float32 arrays of channels x the whole input at once; a
+    cell where that exceeds the available memory records why instead of being killed."""
+    monkeypatch.syspath_prepend(BENCH)
+    import keras
+    import numpy as np
+    import peers
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.Conv2D(5, 3, padding="same", name="features")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    model = keras.Model(inputs, keras.layers.Dense(4)(pooled))
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    needed = 3 * 5 * x.size * 4
+    monkeypatch.setattr(peers, "_available_bytes", lambda: needed)
+    assert callable(peers.tf_keras_vis_peer("scorecam", model, x, np.array([0, 1]), 2, {},
+                                            "features"))
+    monkeypatch.setattr(peers, "_available_bytes", lambda: needed - 1)
+    why = peers.tf_keras_vis_peer("scorecam", model, x, np.array([0, 1]), 2, {}, "features")
+    assert isinstance(why, str) and "5 masked copies" in why and "Score-CAM" in why
