@@ -187,7 +187,6 @@ def test_merge_combines_a_cell_measured_in_parts(monkeypatch):
     assert cell["ratios"] == {"floor": 1.0, "floor_loop": 0.2, "loop_over_batched_floor": 5.0}
 
 
-
 def test_tf_keras_vis_scorecam_is_left_out_with_the_reason_when_it_cannot_fit(monkeypatch):
     """tf-keras-vis holds three float32 arrays of channels x the whole input at once; a
     cell where that exceeds the available memory records why instead of being killed."""
