@@ -246,10 +246,10 @@ def render(results: dict[str, Any]) -> str:
              "caps its passes lower, `crosslens_pass`); *per-mask loop* is the naive "
              "one-pass-per-window / per-channel loop. Ratios are crosslens time divided by "
              "the other's (below 1: crosslens faster); *loop/crosslens* is how much "
-             "faster crosslens' batching is than the loop. Peak MB: on the CPU the process' peak resident memory "
-             "above its size before the call; on a GPU the allocator's peak. Δ vs floor: "
-             "max |crosslens − floor| / max |floor| (SmoothGrad: with the same explicit "
-             "noise).", ""]
+             "faster crosslens' batching is than the loop. Peak MB: on the CPU the "
+             "process' peak resident memory above its size before the call; on a GPU the "
+             "allocator's peak. Δ vs floor: max |crosslens − floor| / max |floor| "
+             "(SmoothGrad: with the same explicit noise).", ""]
     if results.get("note"):
         lines += [results["note"], ""]
     if results.get("sources"):
