@@ -99,7 +99,7 @@ def _scorecam_out_of_memory(model: Any, x: Any, layer: str | None) -> str | None
     the input once per channel of the layer, tiles the upsampled masks to the same
     shape and multiplies them, so three float32 arrays of channels × the whole input
     exist at once (its ``batch_size`` only splits the predict that follows). At batch
-    16 on EfficientNet-Lite0 (1280 channels) that is 3 × 12.3 GB, and the process was
+    16 on EfficientNet-Lite0 (1280 channels) that is 3 × 11.5 GiB, and the process was
     killed by the out-of-memory killer on the 24 GiB machine; this check records the
     reason in the cell instead of losing the run.
     """
