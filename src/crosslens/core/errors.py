@@ -43,3 +43,20 @@ class DisconnectedError(CrosslensError, ValueError):
 
 class OptionError(CrosslensError, TypeError):
     """A method was given an option it does not have, or a bad value for one."""
+
+
+class NonFiniteError(CrosslensError, ArithmeticError):
+    """NaN or infinity appeared in the model's outputs, a score, a gradient or a result.
+
+    The message says where the non-finite values first appeared (the layer, when it can
+    be found) and for which samples.
+    """
+
+
+class ModelError(CrosslensError, RuntimeError):
+    """The model itself raised while crosslens ran it; the message keeps the model's own
+    error, says what crosslens passed in, and how to fix the call."""
+
+
+class LoadError(CrosslensError, ValueError):
+    """A model could not be loaded from a path or a ``module:callable`` reference."""
