@@ -85,7 +85,8 @@ def test_explain_writes_png_and_the_same_attributions_as_the_api(kind, tmp_path,
 def test_pickled_full_model_is_refused(tmp_path):
     path = str(tmp_path / "pickled.pt")
     torch.save(tiny_torch(), path)  # a full pickle, not TorchScript
-    with pytest.raises(InputError, match="TorchScript"):
+    from crosslens import LoadError
+    with pytest.raises(LoadError, match="TorchScript"):
         load_model(path)
 
 

@@ -14,10 +14,11 @@ time a model of its framework is explained.
 """
 from __future__ import annotations
 
-from .api import activations, explain, layers, methods
+from .api import activations, explain, layer_calls, layers, methods
 from .compare import compare
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
-                          OptionError, TargetError, UnknownMethodError, UnsupportedError)
+                          LoadError, ModelError, NonFiniteError, OptionError, TargetError,
+                          UnknownMethodError, UnsupportedError)
 from .core.explanation import Explanation
 from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI, LinearDoI,
                              PointDoI)
@@ -26,8 +27,10 @@ from .featurevis import visualize
 
 __version__ = "0.1.0"
 
-__all__ = ["explain", "compare", "methods", "layers", "activations", "Explanation", "Neuron", "Channel",
+__all__ = ["explain", "compare", "methods", "layers", "layer_calls", "activations",
+           "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
+           "NonFiniteError", "ModelError", "LoadError",
            "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI",
            "visualize"]

@@ -9,8 +9,11 @@ from .core.chunking import parse_budget
 from .core.errors import OptionError, UnsupportedError
 from .core.explanation import Explanation
 from .core.registry import CAPABILITIES, all_methods, get_method
-from .core.targets import ClassTarget, UserTarget, describe, resolve_target
+from .core.registry import check_options, check_settings
+from .core.targets import (ClassTarget, PredictedTarget, UserTarget, describe,
+                           predicted_classes, resolve_target)
 from .methods.base import Context
+from .methods.checks import at_embedding, check_result
 from .methods.postprocess import postprocess
 
 
@@ -61,15 +64,19 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
         ``attributions`` in the input's layout and array type, plus what is needed to
         show them (``show()``, ``save()``, notebook display).
     """
-    if isinstance(model, str):
-        from .loading import load_model
-        model = load_model(model)
+    model = _model(model)
     if implementation != "crosslens":
+        if isinstance(x, (tuple, list, dict)) and not hasattr(x, "shape") and any(
+                hasattr(v, "shape") for v in (x.values() if isinstance(x, dict) else x)):
+            raise UnsupportedError(f"implementation={implementation!r} explains one input "
+                                   "array; for several inputs use crosslens' own methods "
+                                   "(implementation='crosslens')")
         return _explain_with_toolset(implementation, model, x, method, target, layer, seed,
                                      memory_budget, options, abs=abs,
                                      reduce_channels=reduce_channels, normalize=normalize)
     spec = get_method(method)
-    _check_options(spec, options)
+    check_options(spec, options)
+    check_settings(seed=seed, progress=progress, abs=abs)
     backend = get_backend(model)
     missing = spec.needs - backend.capabilities
     if missing:
@@ -80,22 +87,45 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
         layer_name = backend.resolve_layer(layer) if layer is not None else None
         resolved = resolve_target(target, backend.ops.shape(native_x)[0], backend.resolve_layer)
         ctx = Context(backend, native_x, resolved, layer_name, seed, progress)
+        note = at_embedding(ctx, spec, options) if backend.ops.is_integer(native_x) else None
         result = spec.fn(ctx, **options)
-        layout = backend.layout
+        check_result(ctx, spec, result)
+        if note:
+            result.info.setdefault("note", note)
         if reduce_channels is not None and result.layer is not None and spec.family == "cam":
             raise OptionError(f"{spec.name} maps have no channel axis (shape (N, H, W)); "
                               "drop reduce_channels")
-        attributions = postprocess(backend.ops, result.attributions, layout, abs=abs,
-                                   reduce_channels=reduce_channels, normalize=normalize)
+        post = dict(abs=abs, reduce_channels=reduce_channels, normalize=normalize)
+        attributions = _finish(backend, result, x, native_x, post)
         outputs = None if result.outputs is None else backend.ops.to_numpy(result.outputs)
         final_target = ctx.target
-        if not isinstance(final_target, ClassTarget) and outputs is not None \
-                and outputs.ndim == 2 and describe(final_target) == "predicted":
-            final_target = ClassTarget(outputs.argmax(axis=1))
+        if isinstance(final_target, PredictedTarget) and outputs is not None \
+                and outputs.ndim == 2:
+            final_target = ClassTarget(predicted_classes(outputs,
+                                                         backend.output_activation()))
         return Explanation(
-            attributions=backend.restore(attributions, x), inputs=x, method=spec.name,
-            target=_target_value(final_target), layout=layout, layer=result.layer,
+            attributions=attributions, inputs=x, method=spec.name,
+            target=_target_value(final_target), layout=ctx.layout, layer=result.layer,
             outputs=outputs, info=result.info)
+
+
+def _finish(backend: Any, result: Any, x: Any, native_x: Any, post: dict[str, Any]) -> Any:
+    """Post-process native attributions and return them in the caller's array type (and,
+    for several inputs, in the caller's structure)."""
+    ops = backend.ops
+    if result.layer is not None:  # a layer's values: that layer's layout
+        layout = backend.layer_output_layout(len(ops.shape(result.attributions)))
+        native = postprocess(ops, result.attributions, layout, **post)
+        return backend.restore(native, x if backend.structure is None else native_x)
+    structure = backend.structure
+    if structure is None:
+        layout = backend.input_layout(ops.shape(native_x))
+        return backend.restore(postprocess(ops, result.attributions, layout, **post), x)
+    parts = []
+    for member, like in zip(structure.split(ops, result.attributions), structure.members(x)):
+        layout = backend.input_layout(ops.shape(member))
+        parts.append(backend.restore(postprocess(ops, member, layout, **post), like))
+    return structure.pack(parts)
 
 
 def _explain_with_toolset(implementation: str, model: Any, x: Any, method: str, target: Any,
@@ -121,17 +151,6 @@ def _target_value(target: Any) -> Any:
     if isinstance(target, ClassTarget):
         return [int(i) for i in target.indices]
     return describe(target)
-
-
-def _check_options(spec: Any, options: dict[str, Any]) -> None:
-    accepts_more = any(p.kind == p.VAR_KEYWORD
-                       for p in inspect.signature(spec.fn).parameters.values())
-    unknown = set(options) - set(spec.options)
-    if unknown and not accepts_more:
-        valid = ", ".join(spec.options) or "none"
-        raise OptionError(f"{spec.name} has no option {sorted(unknown)[0]!r}; its options "
-                          f"are: {valid} (plus target, layer, seed, memory_budget, abs, "
-                          "reduce_channels, normalize)")
 
 
 def methods(family: str | None = None) -> "MethodTable":
@@ -171,13 +190,26 @@ class MethodTable(list):
 
 
 def layers(model: Any) -> list[str]:
-    """Every addressable layer name of ``model`` (for ``layer=`` and neuron targets)."""
-    return get_backend(model).layer_names()
+    """Every addressable layer name of ``model`` (for ``layer=`` and neuron targets).
+
+    A layer that runs several times in one forward pass (a shared activation module) is
+    addressed per call as ``"name#k"``; :func:`layer_calls` lists them for an input.
+    """
+    return get_backend(_model(model)).layer_names()
+
+
+def layer_calls(model: Any, x: Any) -> dict[str, tuple[int, ...]]:
+    """Every addressable layer output on ``x``, in execution order, with its per-sample
+    shape: ``name`` for a layer that runs once, ``name#k`` for each call of a layer that
+    runs several times (shared modules)."""
+    backend = get_backend(_model(model))
+    with backend.session():
+        return backend.layer_shapes(backend.prepare(x))
 
 
 def activations(model: Any, x: Any, layers: Any) -> dict[str, Any]:
     """Values of the named layers for ``x``, as numpy arrays in the model's layout."""
-    backend = get_backend(model)
+    backend = get_backend(_model(model))
     names = [layers] if isinstance(layers, str) or not isinstance(layers, (list, tuple)) \
         else list(layers)
     with backend.session():
@@ -187,4 +219,12 @@ def activations(model: Any, x: Any, layers: Any) -> dict[str, Any]:
         return {name: backend.ops.to_numpy(values[name]) for name in resolved}
 
 
-__all__ = ["explain", "methods", "layers", "activations", "CAPABILITIES"]
+def _model(model: Any) -> Any:
+    """A model object, loading paths and ``module:callable`` references."""
+    if isinstance(model, str):
+        from .loading import load_model
+        return load_model(model)
+    return model
+
+
+__all__ = ["explain", "methods", "layers", "layer_calls", "activations", "CAPABILITIES"]

@@ -22,6 +22,7 @@ session ends, also when it ends with an error.
 from __future__ import annotations
 
 import abc
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,8 +33,9 @@ import numpy as np
 
 from ..core.arrays import to_numpy
 from ..core.chunking import CPU_PASS_BYTES, DEFAULT_BUDGET, chunk_size, chunks
-from ..core.errors import LayerNotFoundError, UnsupportedError
+from ..core.errors import InputError, LayerNotFoundError, NonFiniteError, UnsupportedError
 from ..core.names import unknown_name_message
+from ..core.structure import InputStructure, structure_of
 from ..core.targets import TargetSpec
 
 Native = Any  # a framework tensor (torch.Tensor, tf.Tensor, ...)
@@ -93,6 +95,18 @@ class ArrayOps(abc.ABC):
         (``align_corners=False``), no antialiasing; exactly
         :func:`crosslens.viz.resize_bilinear` (and ``torch.nn.functional.interpolate``)."""
 
+    def all_finite(self, array: Native) -> bool:
+        """Whether every value of ``array`` is finite (no NaN, no infinity)."""
+        return bool(np.isfinite(self.to_numpy(array)).all())
+
+    def as_integer(self, array: np.ndarray) -> Native:
+        """An integer numpy array (token ids) as a native int64 array, never cast to float."""
+        raise UnsupportedError(f"{type(self).__name__} does not implement as_integer")
+
+    def is_integer(self, array: Native) -> bool:
+        """Whether ``array`` holds integers (token ids, indices), which are never cast."""
+        return self.to_numpy(array[:0]).dtype.kind in "iu"
+
     def repeat_batch(self, array: Native, k: int) -> Native:
         """``k`` copies of the batch stacked along axis 0 (copy-major order)."""
         return array if k == 1 else self.concat([array] * k, axis=0)
@@ -131,8 +145,15 @@ class Backend(abc.ABC):
         #: Cap on one pass's estimated memory (bytes); ``"auto"``: :data:`CPU_PASS_BYTES`
         #: when the model runs on the CPU, none on an accelerator; ``None``: no cap.
         self.pass_bytes: int | str | None = "auto"
+        #: The model's lock (:func:`crosslens.backends.model_lock` sets the shared one).
+        self.lock = threading.RLock()
+        #: Structure of the current call's input (several inputs), ``None`` for one array.
+        self.structure: InputStructure | None = None
+        self._current: Native | None = None  # the current call's first sample
+        self._depth = 0
         self._bytes_per_sample: dict[tuple, int] = {}
-        self._shapes: dict[tuple, dict[str, tuple[int, ...]]] = {}
+        self._calls: dict[tuple, list[tuple[str, int, tuple[int, ...] | None]]] = {}
+        self._stamp: Any = None
 
     @property
     def model(self) -> Any:
@@ -143,6 +164,20 @@ class Backend(abc.ABC):
         :meth:`pass_size`)."""
         return True
 
+    # --- validity of cached state --------------------------------------------------
+    def fingerprint(self) -> Any:
+        """A cheap value that changes whenever state this backend caches would go stale
+        (the model's layers, dtypes, devices, activations). Compared on every call."""
+        return None
+
+    def stamp(self) -> None:
+        """Record the fingerprint this backend's cached state was built for."""
+        self._stamp = self.fingerprint()
+
+    def is_current(self) -> bool:
+        """Whether the model is still the one this backend was built for."""
+        return self.model is not None and self.fingerprint() == self._stamp
+
     # --- description -------------------------------------------------------------
     @property
     @abc.abstractmethod
@@ -151,7 +186,23 @@ class Backend(abc.ABC):
     @property
     @abc.abstractmethod
     def layout(self) -> str | None:
-        """``"channels_first"``, ``"channels_last"`` or ``None`` for non-image models."""
+        """The model's image layout: ``"channels_first"``, ``"channels_last"`` or ``None``
+        when it has no image input (used by feature visualization and the CLI)."""
+
+    def input_layout(self, shape: Sequence[int]) -> str | None:
+        """Layout of an input batch of ``shape`` by its role in this model: which axis holds
+        the channels, or ``None`` when that cannot be known (then options that need a
+        channel axis refuse rather than guess)."""
+        return self.layout if len(shape) >= 3 else None
+
+    @property
+    def layer_layout(self) -> str | None:
+        """Where the channel axis of the model's layer outputs is (per framework)."""
+        return self.layout
+
+    def layer_output_layout(self, rank: int) -> str | None:
+        """Layout of a layer output batch of ``rank`` (``None``: no known channel axis)."""
+        return self.layer_layout if rank >= 4 else None
 
     @abc.abstractmethod
     def layer_names(self) -> list[str]:
@@ -166,11 +217,19 @@ class Backend(abc.ABC):
         """Name of a layer given as an object, or ``None`` if it is not in the model."""
 
     def resolve_layer(self, layer: Any) -> str:
-        """Canonical name of a layer given by name or object; unknown ones list close names."""
+        """Canonical name of a layer given by name or object; unknown ones list close names.
+
+        ``"name#k"`` addresses the ``k``-th call (from 0; negative counts from the end) of
+        a layer that runs several times in one forward pass (a shared activation module);
+        ``"name#0"`` of a layer that runs once is ``"name"``.
+        """
         names = self.layer_names()
         if isinstance(layer, str):
             if layer in names:
                 return layer
+            base, sep, index = layer.rpartition("#")
+            if sep and base in names:
+                return self._resolve_call(base, index)
             raise LayerNotFoundError(unknown_name_message("layer", layer, names))
         found = self._find_layer_object(layer)
         if found is None:
@@ -179,41 +238,147 @@ class Backend(abc.ABC):
                 f"address layers by name, e.g. one of {names[:8]}")
         return found
 
+    def _resolve_call(self, base: str, index: str) -> str:
+        try:
+            k = int(index)
+        except ValueError:
+            raise LayerNotFoundError(f"{base}#{index}: the call index after '#' must be an "
+                                     f"integer, e.g. {base!r}#0 for the first call") from None
+        if self._current is None:
+            if k < 0:
+                raise LayerNotFoundError(f"{base}#{k}: a negative call index needs the input; "
+                                         "use it inside cl.explain / cl.activations")
+            return base if k == 0 else f"{base}#{k}"
+        count = self.call_counts(self._current).get(base, 0)
+        if count == 0:
+            raise LayerNotFoundError(f"layer {base!r} does not run in the forward pass for "
+                                     f"this input, so it has no call #{k}")
+        if not -count <= k < count:
+            raise LayerNotFoundError(f"layer {base!r} runs {count} time(s) in one forward "
+                                     f"pass; valid calls are {base}#0 .. {base}#{count - 1} "
+                                     "(or negative indices from the end)")
+        k %= count
+        return base if count == 1 else f"{base}#{k}"
+
     # --- session: scoped model state --------------------------------------------------
     @contextmanager
     def session(self, budget: int | None = None) -> Iterator["Backend"]:
-        """Scope in which primitives may run; restores the model afterwards."""
-        previous = self.budget
-        if budget is not None:
-            self.budget = budget
-        try:
-            with self._model_state():
-                yield self
-        finally:
-            self.budget = previous
+        """Scope in which primitives may run; restores the model afterwards.
+
+        Holds the model's lock (calls on one model are serialized, see
+        :func:`crosslens.backends.model_lock`); sessions nest.
+        """
+        with self.lock:
+            previous = (self.budget, self.structure, self._current)
+            if budget is not None:
+                self.budget = budget
+            self._depth += 1
+            try:
+                with self._model_state():
+                    yield self
+            finally:
+                self._depth -= 1
+                self.budget, self.structure, self._current = previous
+                if self._depth == 0:
+                    self._end_call()
 
     @contextmanager
     def _model_state(self) -> Iterator[None]:
         yield
 
+    def _end_call(self) -> None:
+        """Drop state that must not outlive one outermost call (see the Keras backend)."""
+
+    def output_activation(self) -> str | None:
+        """What the model's last operation is, when the backend can tell: ``"sigmoid"``
+        or ``"linear"`` (decides whether a single output is a probability or a logit)."""
+        return None
+
+    def embedding_layers(self) -> list[str]:
+        """Names of the layers that embed integer inputs (token ids), in model order."""
+        return []
+
     # --- data ----------------------------------------------------------------------------
-    @abc.abstractmethod
+    def input_count(self) -> int | None:
+        """How many inputs the model takes, when known."""
+        return None
+
     def prepare(self, x: Any) -> Native:
-        """Validate a user batch and convert it to a native array on the model's device."""
+        """Validate a user batch (or a tuple / list / dict of batches for a multi-input
+        model) and convert it to one native array on the model's device."""
+        self.structure = structure_of(x, self.input_count())
+        if self.structure is None:
+            native = self._prepare_one(x)
+        else:
+            natives = []
+            for key, member in zip(self.structure.keys, self.structure.members(x)):
+                value = self._prepare_member(member)
+                if self.ops.is_integer(value):
+                    raise InputError(
+                        f"input {key!r} of the structure holds integers; crosslens explains "
+                        "several inputs together only when all are floating point. Explain "
+                        "the integer input alone, or at its embedding with layer=")
+                natives.append(value)
+            native = self.structure.flatten(self.ops, natives)
+            self._check_runs(native)
+        self._current = native[:1]
+        return native
 
     @abc.abstractmethod
+    def _prepare_one(self, x: Any) -> Native:
+        """Validate one user batch and convert it to a native array."""
+
+    def _prepare_member(self, x: Any) -> Native:
+        """Convert one member of an input structure (checked only for finiteness here;
+        the model's own run checks the rest)."""
+        native = self.ops.asarray(x)
+        if not self.ops.all_finite(native):
+            from .checks import check_finite
+            check_finite(False, tuple(self.ops.shape(native)))
+        return native
+
+    def _check_runs(self, native: Native) -> None:
+        """Run the model once on the first sample, so a structure that does not fit the
+        model's inputs fails here with the model's own message (as a ModelError)."""
+        self._forward(native[:1])
+
+    @abc.abstractmethod
+    def _restore_one(self, native: Native, like: Any) -> Any:
+        """Convert one native result to the array type (and device, dtype) of ``like``."""
+
     def restore(self, native: Native, like: Any) -> Any:
         """Convert a native result to the array type (and device, dtype) of ``like``."""
+        return self._restore_one(native, like)
 
     def prepare_aux(self, array: Any) -> Native:
-        """Convert an auxiliary user array (a baseline, noise) to a native array."""
+        """Convert an auxiliary user array (a baseline, noise) to a native array; for a
+        multi-input model a structure like the input is flattened like it."""
+        if self.structure is not None and isinstance(array, (tuple, list, dict)):
+            members = self.structure.members(array)
+            natives = []
+            for member, shape in zip(members, self.structure.shapes):
+                value = self.ops.asarray(to_numpy(member) if hasattr(member, "shape")
+                                         else np.full(shape, float(member)))
+                got = tuple(self.ops.shape(value))
+                if got == tuple(shape):
+                    value = self.ops.reshape(value, (1,) + got)
+                natives.append(value)
+            n = max(self.ops.shape(v)[0] for v in natives)
+            natives = [v if self.ops.shape(v)[0] == n else self.ops.repeat_batch(v, n)
+                       for v in natives]
+            return self.structure.flatten(self.ops, natives)
         return self.ops.asarray(to_numpy(array))
 
     # --- primitives -----------------------------------------------------------------------
     def forward(self, x: Native) -> Native:
         """Model outputs for ``x`` (no gradients), chunked to the memory budget."""
         size = self.pass_size(x, backward=False)
-        return self.ops.concat([self._forward(x[a:b]) for a, b in chunks(len(x), size)])
+        parts = []
+        for a, b in chunks(len(x), size):
+            out = self._forward(x[a:b])
+            self.check_finite(out, "outputs", x[a:b])
+            parts.append(out)
+        return self.ops.concat(parts)
 
     def gradient(self, x: Native, target: TargetSpec, *, wrt: str | None = None,
                  rule: str | None = None, capture: Sequence[str] = (),
@@ -237,29 +402,89 @@ class Backend(abc.ABC):
         replace
             ``{layer: values}``: the layer's output is replaced by ``values`` (batch
             aligned with ``x``) in this pass.
+
+        Raises
+        ------
+        NonFiniteError
+            When outputs, scores or gradients hold NaN or infinity (saying where they
+            first appeared).
         """
         capture = tuple(dict.fromkeys(list(capture) + ([wrt] if wrt else [])))
         # a target that compares the samples (diversity) is split only if memory forces it
         coupled = getattr(target, "couples_batch", False)
         size = (self.max_batch if coupled else self.pass_size)(x, backward=True)
         if size >= len(x):
-            return self._gradient(x, target, wrt, rule, capture, replace)
+            return self._checked_gradient(x, target, wrt, rule, capture, replace)
         parts = []
         for a, b in chunks(len(x), size):
             part_replace = {k: v[a:b] for k, v in (replace or {}).items()} or None
-            parts.append(self._gradient(x[a:b], target.take(a, b), wrt, rule, capture,
-                                        part_replace))
+            parts.append(self._checked_gradient(x[a:b], target.take(a, b), wrt, rule,
+                                                capture, part_replace))
         cat = self.ops.concat
         outputs = None if parts[0].outputs is None else cat([p.outputs for p in parts])
         return GradientResult(
             cat([p.grad for p in parts]), outputs, cat([p.scores for p in parts]),
             {k: cat([p.activations[k] for p in parts]) for k in capture})
 
+    def _checked_gradient(self, x, target, wrt, rule, capture, replace) -> GradientResult:
+        result = self._gradient(x, target, wrt, rule, capture, replace)
+        if result.outputs is not None:
+            self.check_finite(result.outputs, "outputs", x)
+        self.check_finite(result.scores, "scores", x)
+        self.check_finite(result.grad, f"gradient w.r.t. {wrt!r}" if wrt else
+                          "gradient w.r.t. the input", x)
+        return result
+
     def activations(self, x: Native, layers: Sequence[str]) -> dict[str, Native]:
         """Outputs of the named layers for ``x`` (no gradients), chunked."""
         size = self.pass_size(x, backward=False)
         parts = [self._activations(x[a:b], tuple(layers)) for a, b in chunks(len(x), size)]
-        return {k: self.ops.concat([p[k] for p in parts]) for k in layers}
+        values = {k: self.ops.concat([p[k] for p in parts]) for k in layers}
+        for name, value in values.items():
+            self.check_finite(value, f"activations of layer {name!r}", x)
+        return values
+
+    # --- non-finite values ----------------------------------------------------------------
+    def check_finite(self, value: Native, what: str, x: Native) -> None:
+        """Raise :class:`NonFiniteError` when ``value`` (computed from ``x``) is not finite,
+        naming the samples and the layer where non-finite values first appear."""
+        if self.ops.all_finite(value):
+            return
+        array = self.ops.to_numpy(value)
+        flat = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+        bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+        samples = bad.tolist()[:8] + (["..."] if len(bad) > 8 else [])
+        located = None
+        if len(bad) and len(bad) <= self.ops.shape(x)[0]:
+            try:
+                located = self._locate_nonfinite(x[int(bad[0]):int(bad[0]) + 1])
+            except Exception:  # locating is a diagnosis: never mask the real error
+                located = None
+        inputs = self.ops.to_numpy(x)
+        scale = (f"the largest input magnitude is {np.abs(inputs).max():.3g}"
+                 if inputs.size and np.isfinite(inputs).all() else "")
+        if located is not None:
+            where = (f"non-finite values first appear at the output of layer {located[0]!r} "
+                     f"({located[1]})")
+        elif what in ("scores",):
+            where = ("the model's outputs are finite: the target's score itself is not "
+                     "(e.g. a callable target taking the log of 0)")
+        elif what.startswith("gradient"):
+            where = ("the forward pass is finite: the backward pass overflows (e.g. float16) "
+                     "or meets a point where the model is not differentiable (sqrt or log "
+                     "at 0, 0/0)")
+        else:
+            where = "no named layer outputs them: they arise in the model's own code"
+        raise NonFiniteError(
+            f"the model's {what} hold NaN or infinite values for samples {samples}; "
+            f"{where}. {scale + '. ' if scale else ''}Rescale the input to the range the "
+            "model was trained on, run the model in float32/float64 rather than float16, or "
+            "fix the computation that produces them")
+
+    def _locate_nonfinite(self, x1: Native) -> tuple[str, str] | None:
+        """``(layer, type)`` of the first layer, in execution order, whose output holds
+        NaN or infinity for the one-sample batch ``x1``; ``None`` when none does."""
+        return None
 
     def vjp(self, x: Native, cotangent: Native) -> Native:
         """Vector-Jacobian product: the gradient of ``sum(outputs * cotangent)`` w.r.t. ``x``.
@@ -305,7 +530,7 @@ class Backend(abc.ABC):
 
     def bytes_per_sample(self, x: Native) -> int:
         """Estimated peak memory of one sample's forward-backward pass (cached per shape)."""
-        key = tuple(self.ops.shape(x)[1:])
+        key = (tuple(self.ops.shape(x)[1:]), self.structure)
         if key not in self._bytes_per_sample:
             self._bytes_per_sample[key] = self._estimate_bytes_per_sample(x[:1])
         return self._bytes_per_sample[key]
@@ -323,29 +548,46 @@ class Backend(abc.ABC):
         """
         raise UnsupportedError(f"the {self.name} backend cannot copy models")
 
-    # --- layer shapes -------------------------------------------------------------------
+    # --- layer calls and shapes ------------------------------------------------------------
+    def layer_calls(self, x: Native) -> list[tuple[str, int, tuple[int, ...] | None]]:
+        """``(layer, call index, per-sample output shape or None)`` of every layer call on
+        ``x[:1]``, in execution order (a container after its children; ``None`` when the
+        output is not one tensor). Cached per input shape and structure."""
+        key = (tuple(self.ops.shape(x)[1:]), self.structure)
+        if key not in self._calls:
+            self._calls[key] = self._layer_calls(x[:1])
+        return list(self._calls[key])
+
+    def call_counts(self, x: Native) -> dict[str, int]:
+        """How many times each layer runs in one forward pass on ``x``."""
+        counts: dict[str, int] = {}
+        for name, _, _ in self.layer_calls(x):
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def layer_shapes(self, x: Native) -> dict[str, tuple[int, ...]]:
-        """Per-sample output shape of every layer that ran on ``x[:1]``, in execution order
-        (a container after its children); layers whose output is not one tensor are left out.
-        """
-        key = tuple(self.ops.shape(x)[1:])
-        if key not in self._shapes:
-            self._shapes[key] = self._layer_shapes(x[:1])
-        return dict(self._shapes[key])
+        """Per-sample output shape of every addressable layer output on ``x[:1]``, in
+        execution order: ``name`` for a layer that runs once, ``name#k`` for each call of
+        one that runs several times (a shared module); outputs that are not one tensor
+        are left out."""
+        counts = self.call_counts(x)
+        return {(name if counts[name] == 1 else f"{name}#{k}"): shape
+                for name, k, shape in self.layer_calls(x) if shape is not None}
 
     def spatial_layers(self, x: Native) -> list[str]:
-        """Layers with an image-like output (rank 4, more than one spatial position), in
-        execution order: the candidates for class activation maps."""
-        axes = (2, 3) if self.layout == "channels_first" else (1, 2)
+        """Layer outputs with an image-like shape (rank 4, more than one spatial position),
+        in execution order: the candidates for class activation maps."""
+        axes = (2, 3) if self.layer_layout == "channels_first" else (1, 2)
         return [name for name, shape in self.layer_shapes(x).items()
                 if len(shape) == 3 and shape[axes[0] - 1] * shape[axes[1] - 1] > 1]
 
-    def _layer_shapes(self, x1: Native) -> dict[str, tuple[int, ...]]:
-        raise UnsupportedError(f"the {self.name} backend cannot list layer shapes")
+    def _layer_calls(self, x1: Native) -> list[tuple[str, int, tuple[int, ...] | None]]:
+        raise UnsupportedError(f"the {self.name} backend cannot list layer calls")
 
     # --- to implement per framework ---------------------------------------------------------
     @abc.abstractmethod
-    def _forward(self, x: Native) -> Native: ...
+    def _forward(self, x: Native) -> Native:
+        """Model outputs for one pass, without gradients (must return one tensor)."""
 
     @abc.abstractmethod
     def _gradient(self, x: Native, target: TargetSpec, wrt: str | None, rule: str | None,

@@ -1,7 +1,8 @@
 """Input checks shared by the backends: clear errors instead of silent wrong answers."""
 from __future__ import annotations
 
-from ..core.errors import InputError
+from ..core.errors import InputError, ModelError
+from ..core.targets import class_output_message  # noqa: F401  (re-exported)
 
 _LAYOUT_AXES = {"channels_first": "(batch, channels, height, width)",
                 "channels_last": "(batch, height, width, channels)"}
@@ -89,7 +90,37 @@ def check_unit(target, shape: tuple, channel_axis: int) -> None:
                           f"whose output per sample has shape {shape}")
 
 
-def class_output_message(shape: tuple) -> str:
-    """Message for class targets on outputs that are not (batch, classes)."""
-    return (f"class targets need outputs of shape (batch, classes); this model returns "
-            f"{shape}. Pass target=callable(outputs) -> (batch,) instead")
+def shared_layer_message(name: str) -> str:
+    """Message for a plain name given for a layer that runs several times per pass."""
+    return (f"layer {name!r} runs more than once in one forward pass (a shared module or "
+            f"layer); address one call: {name!r}#0 for the first, {name!r}#-1 for the last "
+            "(see cl.layer_calls(model, x))")
+
+
+def never_ran_message(name: str) -> str:
+    """Message for a layer that exists but did not run in the forward pass."""
+    base, _, k = name.partition("#")
+    if k:
+        return (f"layer {base!r} did not run a call #{k} in the forward pass for this input; "
+                "see cl.layer_calls(model, x) for the calls that run")
+    return (f"layer {name!r} is part of the model but does not run in its forward pass for "
+            "this input, so it has no output to explain; pick a layer that runs (see "
+            "cl.layer_calls(model, x))")
+
+
+def model_error(error: Exception, what: str, framework: str) -> ModelError:
+    """A :class:`ModelError` for an exception raised by the model's own code."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    detail = " ".join(line.strip() for line in text[1:4] if line.strip())
+    if isinstance(error, TypeError) and any(word in first for word in (
+            "argument", "positional", "keyword")):
+        fix = ("crosslens calls model(x) (model(*inputs) for a tuple, model(**inputs) for a "
+               "dict of inputs); if the model needs other arguments, wrap it in a module "
+               "whose forward takes only the inputs to explain and supplies the rest")
+    else:
+        fix = ("check that the input has the shape, layout and dtype the model expects "
+               "(the model runs as it would in model(x))")
+    message = (f"the {framework} model raised {type(error).__name__} when crosslens ran it on "
+               f"{what}: {first}" + (f" {detail}" if detail else "") + f". Fix: {fix}")
+    return ModelError(message)

@@ -13,6 +13,12 @@
   (which honours the override). This catches ``keras.layers.ReLU``, ``Activation("relu")``,
   fused ``activation="relu"`` and ``tf.nn.relu`` inside subclassed models alike.
 - Models are always called with ``training=False``.
+- Traces that depend on a user callable (a callable target) live for one outermost
+  call only: the callable's closure may change between calls, and a cache must never
+  change an answer. The backend itself is rebuilt when the model's layers, activations
+  or dtype policies change (:meth:`KerasBackend.fingerprint`).
+- Integer inputs (token ids) are never cast; several inputs (a list or dict) are split
+  from one flat batch inside the trace (:mod:`crosslens.core.structure`).
 """
 from __future__ import annotations
 
@@ -24,12 +30,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..core.errors import CrosslensError, DisconnectedError, TargetError, UnsupportedError
+from ..core.arrays import as_like, framework_of_array, to_numpy
+from ..core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
+                           TargetError, UnsupportedError)
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range)
+                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
+                            predicted_classes)
 from .base import ArrayOps, Backend, GradientResult
 from .checks import (check_finite, check_image_input, check_unit, class_output_message,
-                     disconnected_message, multiple_outputs_message)
+                     disconnected_message, model_error, multiple_outputs_message,
+                     never_ran_message, shared_layer_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -76,6 +86,17 @@ class KerasOps(ArrayOps):
 
     def to_numpy(self, array):
         return np.asarray(array)
+
+    def all_finite(self, array):
+        if not array.dtype.is_floating:
+            return True
+        return bool(tf.reduce_all(tf.math.is_finite(array)))
+
+    def is_integer(self, array):
+        return array.dtype.is_integer
+
+    def as_integer(self, array):
+        return tf.convert_to_tensor(np.asarray(array, dtype=np.int64))
 
     def concat(self, arrays, axis=0):
         return arrays[0] if len(arrays) == 1 else tf.concat(list(arrays), axis=axis)
@@ -161,7 +182,19 @@ class KerasBackend(Backend):
         self._layers = dict(_walk_layers(model))
         self._ops = KerasOps(tf.as_dtype(_input_dtype(model)))
         self._fns: dict[tuple, Any] = {}
+        self._call_fns: dict[tuple, Any] = {}  # traces of user callables: one call only
         self._n_outputs: dict[tuple, int] = {}
+
+    def fingerprint(self) -> Any:
+        # Traces capture each layer's call, activation and dtype policy when they are
+        # made: a replaced layer or activation must retrace (a new backend).
+        layers = list(_walk_layers(self.model))
+        return tuple((name, id(layer), id(getattr(layer, "activation", None)),
+                      getattr(getattr(layer, "dtype_policy", None), "name", None))
+                     for name, layer in layers)
+
+    def _end_call(self) -> None:
+        self._call_fns.clear()
 
     @property
     def ops(self) -> KerasOps:
@@ -180,12 +213,33 @@ class KerasBackend(Backend):
         shape = self._input_shape()
         return "channels_last" if shape is not None and len(shape) == 4 else None
 
+    def input_layout(self, shape) -> str | None:
+        # Keras puts channels / features last everywhere unless a convolution says
+        # otherwise (Conv1D, Dense and recurrent layers on (N, T, F) alike).
+        if len(shape) < 3:
+            return None
+        return self._conv_format() or "channels_last"
+
+    @property
+    def layer_layout(self) -> str:
+        return self._conv_format() or "channels_last"
+
+    def layer_output_layout(self, rank: int) -> str | None:
+        return self.layer_layout if rank >= 3 else None
+
+    def _conv_format(self) -> str | None:
+        for layer in self._layers.values():
+            fmt = getattr(layer, "data_format", None)
+            if fmt in ("channels_first", "channels_last") and "conv" in type(layer).__name__.lower():
+                return fmt
+        return None
+
     def layer_names(self) -> list[str]:
         return list(self._layers)
 
     def layer_object(self, name: str) -> Any:
-        """The Keras layer called ``name``."""
-        return self._layers[self.resolve_layer(name)]
+        """The Keras layer called ``name`` (for ``"name#k"``, the layer)."""
+        return self._layers[self.resolve_layer(name).split("#")[0]]
 
     def _find_layer_object(self, layer: Any) -> str | None:
         for name, candidate in self._layers.items():
@@ -201,6 +255,18 @@ class KerasBackend(Backend):
         if not inputs or len(inputs) != 1:
             return None
         return tuple(inputs[0].shape)
+
+    def input_count(self) -> int | None:
+        try:
+            inputs = self.model.inputs
+        except (AttributeError, ValueError):
+            return None
+        return len(inputs) if inputs else None
+
+    def embedding_layers(self) -> list[str]:
+        """Names of the layers that embed integer inputs, in model order."""
+        return [n for n, layer in self._layers.items()
+                if isinstance(layer, keras.layers.Embedding)]
 
     # --- model copies (sanity checks) ---------------------------------------------------
     def parameter_layers(self) -> list[str]:
@@ -230,8 +296,13 @@ class KerasBackend(Backend):
         return clone
 
     # --- data -------------------------------------------------------------------------
-    def prepare(self, x: Any) -> tf.Tensor:
-        shape = tuple(int(s) for s in (x.shape if hasattr(x, "shape") else np.shape(x)))
+    def _prepare_one(self, x: Any) -> tf.Tensor:
+        native = self._native_input(x)
+        shape = tuple(int(s) for s in native.shape)
+        if self.ops.is_integer(native):
+            self._check_tokens(native)
+            self._check_runs(native)
+            return native
         expected = self._input_shape()
         if expected is not None:
             layout = self.layout or "channels_last"
@@ -244,64 +315,169 @@ class KerasBackend(Backend):
                 wrong = [(i, e) for i, e in fixed if shape[i] != e]
                 if wrong:
                     raise _shape_error(shape, expected)
-        native = self.ops.asarray(x)
         check_finite(bool(tf.reduce_all(tf.math.is_finite(native))), shape)
         return native
 
-    def restore(self, native: tf.Tensor, like: Any) -> Any:
+    def _prepare_member(self, x: Any) -> tf.Tensor:
+        native = self._native_input(x)
+        if not self.ops.is_integer(native):
+            check_finite(self.ops.all_finite(native), tuple(int(s) for s in native.shape))
+        return native
+
+    def _native_input(self, x: Any) -> tf.Tensor:
+        """``x`` as a tensor: floating inputs in the model's dtype, integers as they are."""
+        if not isinstance(x, tf.Tensor):
+            if framework_of_array(x) not in ("numpy", "other"):
+                if getattr(getattr(x, "device", None), "type", None) == "meta":
+                    raise InputError("the input is on the 'meta' device, which holds shapes "
+                                     "but no values; pass an array with data")
+                x = to_numpy(x)
+            x = np.asarray(x)
+            if x.dtype.kind not in "iuf":
+                raise InputError(f"the input has dtype {x.dtype}, which a model cannot be "
+                                 "explained for; give floating-point values (or integer "
+                                 "token ids)")
+            if x.dtype.kind in "iu":
+                return tf.convert_to_tensor(x)
+            return self.ops.asarray(x)
+        if x.dtype.is_integer:
+            return x
+        if not x.dtype.is_floating:
+            raise InputError(f"the input has dtype {x.dtype.name}, which a model cannot be "
+                             "explained for; give floating-point values (or integer token ids)")
+        return self.ops.asarray(x)
+
+    def _check_tokens(self, tokens: tf.Tensor) -> None:
+        if int(tf.size(tokens)) and int(tf.reduce_min(tokens)) < 0:
+            raise InputError(f"the integer input holds negative ids (min "
+                             f"{int(tf.reduce_min(tokens))}); token ids index an embedding "
+                             "and must be >= 0")
+        sizes = [(n, int(self._layers[n].input_dim)) for n in self.embedding_layers()]
+        if int(tf.size(tokens)) and sizes:
+            top = int(tf.reduce_max(tokens))
+            name, size = min(sizes, key=lambda item: item[1])
+            if top >= size and (len(sizes) == 1 or top >= max(s for _, s in sizes)):
+                raise InputError(f"token id {top} is out of range for embedding {name!r} "
+                                 f"with {size} entries (valid ids 0..{size - 1})")
+
+    def _check_runs(self, native: tf.Tensor) -> None:
+        self._run(native[:1])
+
+    def _restore_one(self, native: tf.Tensor, like: Any) -> Any:
         if isinstance(like, tf.Tensor):
             return tf.cast(native, like.dtype) if like.dtype.is_floating else native
-        array = np.asarray(native)
-        like_dtype = getattr(like, "dtype", None)
+        return as_like(np.asarray(native), like)
+
+    # --- running the model ----------------------------------------------------------------
+    def _run(self, x: tf.Tensor) -> Any:
+        """Call the model (``training=False``) on a native batch, split into its inputs for
+        a structure; an exception of the model's own becomes a :class:`ModelError`."""
         try:
-            if like_dtype is not None and np.dtype(like_dtype).kind == "f":
-                array = array.astype(like_dtype, copy=False)
-        except TypeError:
-            pass
-        return array
+            if self.structure is None:
+                return self.model(x, training=False)
+            members = self.structure.split(self.ops, x)
+            if self.structure.kind == "dict":
+                return self.model(dict(zip(self.structure.keys, members)), training=False)
+            return self.model(list(members), training=False)
+        except CrosslensError:
+            raise
+        except Exception as error:
+            what = (f"inputs {self.structure.describe()} (per sample)" if self.structure
+                    else f"an input of shape {tuple(x.shape)} and dtype {x.dtype.name}")
+            raise model_error(error, what, "Keras") from error
 
     # --- compiled functions ------------------------------------------------------------
     def _signature(self, x: tf.Tensor) -> tf.TensorSpec:
         return tf.TensorSpec([None] + list(x.shape[1:]), x.dtype)
 
-    def _compiled(self, key: tuple, build, signature: list) -> Any:
-        fn = self._fns.get(key)
+    def _compiled(self, key: tuple, build, signature: list, per_call: bool = False) -> Any:
+        # the input structure is traced into the function: part of every key
+        key = key + (self.structure,)
+        cache = self._call_fns if per_call else self._fns
+        fn = cache.get(key)
         if fn is None:
             fn = _original_errors(tf.function(build, input_signature=signature))
-            self._fns[key] = fn
+            cache[key] = fn
         return fn
 
     def _forward(self, x):
         def run(x):
-            return _single_output(self.model(x, training=False), "forward")
-        return self._compiled(("forward", tuple(x.shape[1:])), run, [self._signature(x)])(x)
+            return _single_output(self._run(x), "forward")
+        key = ("forward", tuple(x.shape[1:]), x.dtype.name)
+        return self._compiled(key, run, [self._signature(x)])(x)
 
     def _activations(self, x, layers):
         def run(x):
             store: dict = {}
             with self._patched(layers, store, {}):
-                self.model(x, training=False)
+                self._run(x)
+            _check_ran(store, layers)
             return {name: store[name] for name in layers}
-        key = ("activations", tuple(x.shape[1:]), layers)
+        key = ("activations", tuple(x.shape[1:]), x.dtype.name, layers)
         return self._compiled(key, run, [self._signature(x)])(x)
 
-    def _layer_shapes(self, x1):
-        shapes: dict = {}
-        calls: dict = {}
+    def _layer_calls(self, x1):
+        calls: list = []
+        counts: dict = {}
 
         def recording(name, call):
             def patched(*args, **kwargs):
                 output = call(*args, **kwargs)
-                calls[name] = calls.get(name, 0) + 1
-                if isinstance(output, tf.Tensor) and name not in shapes:
-                    shapes[name] = tuple(int(s) for s in output.shape[1:])
+                k = counts.get(name, 0)
+                counts[name] = k + 1
+                shape = tuple(int(s) for s in output.shape[1:]) \
+                    if isinstance(output, tf.Tensor) else None
+                calls.append((name, k, shape))
                 return output
             return patched
 
         with _calls_patched(self._layers, recording):  # one eager call
-            self.model(x1, training=False)
-        # a layer that runs several times (shared) has no single output to address
-        return {name: shape for name, shape in shapes.items() if calls[name] == 1}
+            self._run(x1)
+        return calls
+
+    def output_activation(self) -> str | None:
+        """``"sigmoid"`` / ``"linear"`` when a Functional or Sequential model's output is
+        a layer with that activation."""
+        try:
+            outputs = self.model.outputs
+        except (AttributeError, ValueError):
+            return None
+        if not outputs or len(outputs) != 1 or not getattr(self.model, "layers", None):
+            return None
+        last = self.model.layers[-1]
+        if getattr(last, "layers", None):
+            return None
+        activation = getattr(last, "activation", None)
+        name = getattr(activation, "__name__", None)
+        if name == "sigmoid":
+            return "sigmoid"
+        if name == "linear" and isinstance(last, keras.layers.Dense):
+            return "linear"
+        return None
+
+    def _locate_nonfinite(self, x1):
+        found: list = []
+
+        def checking(name, call):
+            def patched(*args, **kwargs):
+                output = call(*args, **kwargs)
+                if not found and isinstance(output, tf.Tensor) and output.dtype.is_floating \
+                        and not bool(tf.reduce_all(tf.math.is_finite(output))):
+                    inputs = [a for a in tf.nest.flatten((args, kwargs))
+                              if isinstance(a, tf.Tensor) and a.dtype.is_floating]
+                    clean = all(bool(tf.reduce_all(tf.math.is_finite(a))) for a in inputs)
+                    kind = type(self._layers[name]).__name__
+                    found.append((name, kind if clean else
+                                  f"{kind}, whose input is already non-finite: they arise in "
+                                  "the model's code before it"))
+                return output
+            return patched
+
+        leaves = {n: layer for n, layer in self._layers.items()
+                  if not getattr(layer, "layers", None)}
+        with _calls_patched(leaves, checking):
+            self._run(x1)
+        return found[0] if found else None
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
         replace = replace or {}
@@ -314,13 +490,20 @@ class KerasBackend(Backend):
         names = tuple(sorted(replace))
         if rule is not None and rule not in RULES:
             raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {RULES}")
+        if isinstance(target, PredictedTarget) and self._output_count(x, static=True) == 1:
+            # a binary decision needs the output's kind (logit or probability): eagerly
+            outputs = np.asarray(self._forward(x)).astype(np.float64)
+            target = ClassTarget(predicted_classes(outputs, self.output_activation()))
         if isinstance(target, ClassTarget):
             check_class_range(target.indices, self._output_count(x))
             index = tf.constant(target.indices, dtype=tf.int64)
         else:
             index = tf.zeros([len(x)], dtype=tf.int64)
         # An objective is keyed by its structure, not its closure: no retrace per step.
-        fn_key = target.key if isinstance(target, ObjectiveTarget) else getattr(target, "fn", None)
+        # A user callable is keyed by identity, in a cache that lives for this call only.
+        per_call = isinstance(target, ScoreTarget)
+        fn_key = target.key if isinstance(target, ObjectiveTarget) else (
+            id(target.fn) if per_call else None)
         target_key = (type(target).__name__, fn_key,
                       getattr(target, "layer", None), getattr(target, "index", None),
                       getattr(target, "channel", None))
@@ -333,7 +516,8 @@ class KerasBackend(Backend):
                 if rule is not None:
                     stack.enter_context(graph.gradient_override_map(
                         {op: _override_name(rule, op) for op in _RELU_OPS}))
-                outputs = self.model(x, training=False)
+                outputs = self._run(x)
+            _check_ran(store, layers)
             if rule is not None and not any(op.type in _RELU_OPS
                                             for op in graph.get_operations()):
                 raise UnsupportedError(
@@ -351,17 +535,16 @@ class KerasBackend(Backend):
 
         signature = [self._signature(x), tf.TensorSpec([None], tf.int64)] + [
             tf.TensorSpec([None] + list(replace[n].shape[1:]), replace[n].dtype) for n in names]
-        key = ("gradient", tuple(x.shape[1:]), target_key, wrt, rule, tuple(capture), layers,
-               names)
-        fn = self._compiled(key, run, signature)
+        key = ("gradient", tuple(x.shape[1:]), x.dtype.name, target_key, wrt, rule,
+               tuple(capture), layers, names)
+        fn = self._compiled(key, run, signature, per_call=per_call)
         grad, out, score, acts, single = fn(x, index, *[replace[n] for n in names])
         return GradientResult(grad, out if bool(single) else None, score, dict(acts))
 
     def _vjp(self, x, cotangent):
         def run(x, cotangent):
-            outputs = _single_output(self.model(x, training=False), "vector-Jacobian product")
+            outputs = _single_output(self._run(x), "vector-Jacobian product")
             if tuple(outputs.shape[1:]) != tuple(cotangent.shape[1:]):
-                from ..core.errors import InputError
                 raise InputError(f"the cotangent has shape (N, {tuple(cotangent.shape[1:])}); "
                                  f"the model's output has shape (N, {tuple(outputs.shape[1:])})")
             (grad,) = tf.gradients(outputs, [x], grad_ys=[cotangent])
@@ -375,10 +558,17 @@ class KerasBackend(Backend):
 
     def _score(self, outputs, store, target: TargetSpec, index) -> tf.Tensor:
         if isinstance(target, (ScoreTarget, ObjectiveTarget)):
-            score = target.fn(outputs) if isinstance(target, ScoreTarget) else target.fn(
-                self.ops, {name: store[name] for name in target.layers}, outputs)
+            if isinstance(target, ScoreTarget):
+                score = _call_target(target.fn, outputs)
+            else:
+                score = target.fn(self.ops, {name: store[name] for name in target.layers},
+                                  outputs)
             if not isinstance(score, tf.Tensor):
-                score = tf.convert_to_tensor(score)
+                try:
+                    score = tf.convert_to_tensor(score)
+                except (TypeError, ValueError) as error:
+                    raise TargetError("a callable target must return a tensor with one score "
+                                      f"per sample; got {type(score).__name__}") from error
             if score.shape.rank == 2 and score.shape[1] == 1:
                 score = score[:, 0]
             if score.shape.rank != 1:
@@ -386,16 +576,29 @@ class KerasBackend(Backend):
                                   f"shape (batch,); got {tuple(score.shape)}")
             return score
         if isinstance(target, (NeuronTarget, ChannelTarget)):
-            return _unit_score(store[target.layer], target, self.layout)
+            return _unit_score(store[target.layer], target, self.layer_layout)
         outputs = _single_output(outputs, "class target")
         if outputs.shape.rank != 2:
             raise TargetError(class_output_message(tuple(outputs.shape)))
         if isinstance(target, PredictedTarget):
             index = tf.argmax(outputs, axis=1)
+        if outputs.shape[1] == 1:  # class 1: the output, class 0: its negation
+            return tf.where(index == 0, -outputs[:, 0], outputs[:, 0])
         return tf.gather(outputs, index, axis=1, batch_dims=1)
 
-    def _output_count(self, x: tf.Tensor) -> int:
-        key = tuple(x.shape[1:])
+    def _output_count(self, x: tf.Tensor, static: bool = False) -> int | None:
+        """Number of classes the model outputs for ``x`` (one forward pass, cached); with
+        ``static``, what a Functional model declares, without running it (else ``None``
+        when not declared)."""
+        if static:
+            try:
+                outputs = self.model.outputs
+            except (AttributeError, ValueError):
+                outputs = None
+            if outputs and len(outputs) == 1 and len(outputs[0].shape) == 2 \
+                    and outputs[0].shape[1] is not None:
+                return int(outputs[0].shape[1])
+        key = (tuple(x.shape[1:]), self.structure)
         if key not in self._n_outputs:
             out = self._forward(x[:1])
             if out.shape.rank != 2:
@@ -405,21 +608,35 @@ class KerasBackend(Backend):
 
     @contextmanager
     def _patched(self, layers: Sequence[str], store: dict, replace: dict) -> Iterator[None]:
-        """While tracing: record (or replace) the outputs of ``layers`` in ``store``."""
-        with _calls_patched({name: self._layers[name] for name in layers},
-                            lambda name, call: _recording_call(name, call, store,
-                                                               replace.get(name))):
+        """While tracing: record (or replace) the outputs of ``layers`` in ``store``;
+        ``"name#k"`` is the ``k``-th call of a shared layer."""
+        wanted: dict[str, dict] = {}
+        for name in layers:
+            base, _, k = name.partition("#")
+            wanted.setdefault(base, {})[int(k) if k else None] = name
+        with _calls_patched({base: self._layers[base] for base in wanted},
+                            lambda base, call: _recording_call(base, call, store, replace,
+                                                               wanted[base])):
             yield
 
     def _estimate_bytes_per_sample(self, x1: tf.Tensor) -> int:
-        sizes: dict = {}
-        leaves = tuple(n for n, layer in self._layers.items() if not getattr(layer, "layers", None))
+        sizes: list = []
+
+        def measuring(name, call):
+            def patched(*args, **kwargs):
+                output = call(*args, **kwargs)
+                sizes.extend(t for t in tf.nest.flatten(output) if isinstance(t, tf.Tensor))
+                return output
+            return patched
+
+        leaves = {n: layer for n, layer in self._layers.items()
+                  if not getattr(layer, "layers", None)}
         try:
-            with self._patched(leaves, sizes, {}):
-                self.model(x1, training=False)
-        except Exception:  # e.g. a layer used twice: fall back to a generous multiple
+            with _calls_patched(leaves, measuring):
+                self._run(x1)
+        except Exception:  # an exotic model: fall back to a generous multiple
             return 200 * int(np.prod(x1.shape)) * x1.dtype.size
-        total = sum(int(np.prod(t.shape)) * t.dtype.size for t in sizes.values())
+        total = sum(int(np.prod(t.shape)) * t.dtype.size for t in sizes)
         # forward values kept for backward, their gradients, the input and its gradient
         return int(2.5 * total + 2 * int(np.prod(x1.shape)) * x1.dtype.size)
 
@@ -492,21 +709,48 @@ def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _walk_layers(layer, name + "/")
 
 
-def _recording_call(name: str, call, store: dict, replacement):
+def _recording_call(base: str, call, store: dict, replace: dict, calls: dict):
+    """Layer ``base``'s call while tracing, recording the calls named in ``calls``
+    (``{call index or None: name}``; ``None``: the layer's only call)."""
+    count = [0]
+
     def patched(*args, **kwargs):
         output = call(*args, **kwargs)
-        if name in store:
-            raise UnsupportedError(
-                f"layer {name!r} runs more than once in one forward pass (a shared layer); "
-                "address a layer that is used once")
-        if replacement is not None:
-            output = replacement
+        k = count[0]
+        count[0] += 1
+        if None in calls:
+            if k > 0:
+                raise UnsupportedError(shared_layer_message(base))
+            name = calls[None]
+        elif k in calls:
+            name = calls[k]
+        else:
+            return output
+        if replace.get(name) is not None:
+            output = replace[name]
         if not isinstance(output, tf.Tensor):
             raise UnsupportedError(f"layer {name!r} returns {type(output).__name__}, not a "
                                    "tensor; address a layer whose output is a single tensor")
         store[name] = output
         return output
     return patched
+
+
+def _check_ran(store: dict, names) -> None:
+    missing = [name for name in names if name not in store]
+    if missing:
+        raise LayerNotFoundError(never_ran_message(missing[0]))
+
+
+def _call_target(fn: Any, outputs: Any) -> Any:
+    try:
+        return fn(outputs)
+    except CrosslensError:
+        raise
+    except Exception as error:
+        raise TargetError(f"the target callable raised {type(error).__name__}: {error}. It "
+                          "receives the model's outputs (a tf.Tensor for a Keras model) and "
+                          "must return one score per sample") from error
 
 
 def _single_output(outputs: Any, purpose: str) -> tf.Tensor:

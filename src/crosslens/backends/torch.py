@@ -11,11 +11,18 @@
   backward. The mode is active only inside the pass.
 - During a session the model is put in eval mode and its parameters stop requiring
   gradients (only input gradients are computed); each module's ``training`` flag and
-  each parameter's ``requires_grad`` are restored afterwards, also after an error.
+  each parameter's ``requires_grad`` are restored afterwards, also after an error. The
+  session enables gradients and leaves inference mode, so calls made inside
+  ``torch.no_grad()`` or ``torch.inference_mode()`` work; inputs created in inference
+  mode are cloned.
+- Integer inputs (token ids) are never cast; every model call goes through
+  :meth:`TorchBackend._run`, which splits a multi-input batch into the model's arguments
+  and reports an exception of the model's own as a :class:`ModelError`.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import inspect
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -24,12 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ..core.errors import DisconnectedError, InputError, TargetError, UnsupportedError
+from ..core.arrays import as_like, framework_of_array
+from ..core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
+                           ModelError, TargetError, UnsupportedError)
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range)
+                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
+                            predicted_classes)
 from .base import ArrayOps, Backend, GradientResult
 from .checks import (check_finite, check_image_input, check_unit, class_output_message,
-                     disconnected_message, multiple_outputs_message)
+                     disconnected_message, model_error, multiple_outputs_message,
+                     never_ran_message, shared_layer_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -48,6 +59,16 @@ class TorchOps(ArrayOps):
 
     def to_numpy(self, array: torch.Tensor) -> np.ndarray:
         return array.detach().cpu().numpy()
+
+    def all_finite(self, array):
+        return bool(torch.isfinite(array).all())
+
+    def as_integer(self, array):
+        return torch.as_tensor(np.asarray(array, dtype=np.int64), device=self.device)
+
+    def is_integer(self, array):
+        return not array.is_floating_point() and not array.is_complex() \
+            and array.dtype != torch.bool
 
     def concat(self, arrays, axis=0):
         return arrays[0] if len(arrays) == 1 else torch.cat(list(arrays), dim=axis)
@@ -191,6 +212,16 @@ class TorchBackend(Backend):
         self.is_script = isinstance(model, torch.jit.ScriptModule)
         self._modules = {name: module for name, module in model.named_modules() if name}
         self._first = _first_shape_layer(model)
+        self._final: dict[tuple, str | None] = {}
+
+    def fingerprint(self) -> Any:
+        # Module identities and types (a new head, a replaced layer) and every tensor's
+        # dtype and device (.double(), .to()): what the cached names, dtype, device and
+        # shape probes depend on. ~0.1 ms on a ResNet50.
+        model = self.model
+        return (tuple((id(m), type(m)) for m in model.modules()),
+                tuple((t.dtype, t.device) for t in model.parameters()),
+                tuple((t.dtype, t.device) for t in model.buffers()))
 
     @property
     def ops(self) -> TorchOps:
@@ -206,18 +237,46 @@ class TorchBackend(Backend):
         kind = self._first[0]
         return "channels_first" if kind.startswith("Conv") else None
 
+    def input_layout(self, shape) -> str | None:
+        # PyTorch images are (N, C, H, W) / (N, C, D, H, W) whatever the first layer;
+        # a rank-3 batch is (N, C, L) for a Conv1d model, and cannot be known otherwise
+        # ((N, T, F) for batch-first recurrent or linear layers).
+        rank = len(shape)
+        if rank in (4, 5):
+            return "channels_first"
+        if rank == 3 and self._first is not None and self._first[0] == "Conv1d":
+            return "channels_first"
+        return None
+
+    @property
+    def layer_layout(self) -> str:
+        return "channels_first"  # PyTorch layer outputs put channels on axis 1
+
+    def layer_output_layout(self, rank: int) -> str | None:
+        return "channels_first" if rank >= 4 else None
+
     def layer_names(self) -> list[str]:
         return list(self._modules)
 
     def layer_object(self, name: str) -> torch.nn.Module:
-        """The module called ``name``."""
-        return self._modules[self.resolve_layer(name)]
+        """The module called ``name`` (for ``"name#k"``, the module)."""
+        return self._modules[self.resolve_layer(name).split("#")[0]]
 
     def _find_layer_object(self, layer: Any) -> str | None:
         for name, module in self._modules.items():
             if module is layer:
                 return name
         return None
+
+    def input_count(self) -> int | None:
+        try:
+            params = inspect.signature(self.model.forward).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            return None
+        return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                   and p.default is p.empty)
 
     # --- model copies (sanity checks) ---------------------------------------------------
     def parameter_layers(self) -> list[str]:
@@ -247,14 +306,18 @@ class TorchBackend(Backend):
         # eval() + parameters() walk costs ~3 ms per call, a GPU pass about as much.
         modules = list(self.model.modules())
         training = [m for m in modules if m.training]
-        flags = [p for m in modules for p in m._parameters.values()
-                 if p is not None and p.requires_grad]
+        params = [p for m in modules for p in m._parameters.values() if p is not None]
+        _check_parameters(params)
+        flags = [p for p in params if p.requires_grad]
         try:
             if training:
                 self.model.eval()
             for p in flags:
                 p.requires_grad_(False)
-            yield
+            # gradients are needed whatever the caller's context (torch.no_grad(),
+            # torch.inference_mode()); both are restored on exit
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
         finally:
             for m in training:
                 m.training = True
@@ -273,75 +336,206 @@ class TorchBackend(Backend):
         return super().max_batch(x, backward, total)
 
     # --- data -----------------------------------------------------------------------------
-    def prepare(self, x: Any) -> torch.Tensor:
+    def _prepare_one(self, x: Any) -> torch.Tensor:
         shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
-        native = self.ops.asarray(x)
+        native = self._native_input(x)
+        if self.ops.is_integer(native):
+            self._check_tokens(native)
+            self._check_runs(native)
+            return native
         if self._first is not None:
             kind, rank, channels = self._first
             try:
                 check_image_input(shape, rank, channels,
                                   "channels_first" if kind.startswith("Conv") else "features",
                                   framework="PyTorch")
-            except InputError:
+            except InputError as mismatch:
                 # The first layer is found by registration order, which need not be the
-                # order of execution: only report when the model indeed rejects the input.
-                if not self._accepts(native[:1] if native.ndim else native):
-                    raise
+                # order of execution: only report when the model indeed rejects the input,
+                # and report the model's own error when it is not about the input's shape.
+                rejection = self._rejection(native[:1] if native.ndim else native)
+                if isinstance(rejection, ModelError) and isinstance(rejection.__cause__,
+                                                                     TypeError):
+                    raise rejection
+                if rejection is not None:
+                    raise mismatch from rejection
         check_finite(bool(torch.isfinite(native).all()), shape)
         return native
 
-    def _accepts(self, sample: torch.Tensor) -> bool:
-        try:
-            with torch.no_grad():
-                self.model(sample)
-        except Exception:
-            return False
-        return True
+    def _prepare_member(self, x: Any) -> torch.Tensor:
+        native = self._native_input(x)
+        if not self.ops.is_integer(native):
+            check_finite(bool(torch.isfinite(native).all()), tuple(native.shape))
+        return native
 
-    def restore(self, native: torch.Tensor, like: Any) -> Any:
+    def _native_input(self, x: Any) -> torch.Tensor:
+        """``x`` as a tensor on the model's device: floating inputs in the model's dtype,
+        integer inputs (token ids) as they are."""
+        if isinstance(x, torch.Tensor):
+            if x.device.type == "meta":
+                raise InputError("the input is on the 'meta' device, which holds shapes but "
+                                 "no values; pass a tensor with data (e.g. created on 'cpu')")
+            if x.is_inference():  # inference tensors cannot be saved for backward
+                x = x.clone()
+        else:
+            kind = framework_of_array(x)
+            if kind not in ("numpy", "other"):
+                from ..core.arrays import to_numpy
+                x = to_numpy(x)
+            x = np.asarray(x)
+            if x.dtype == object:
+                raise InputError("the input is not a numeric array (dtype object); give one "
+                                 "batch as a numpy array or tensor, or a tuple / dict of them "
+                                 "for a model with several inputs")
+        dtype = x.dtype
+        if dtype in (torch.bool, np.dtype(bool)) or getattr(dtype, "is_complex", False) \
+                or (isinstance(dtype, np.dtype) and dtype.kind in "cbSUO"):
+            raise InputError(f"the input has dtype {dtype}, which a model cannot be explained "
+                             "for; give floating-point values (or integer token ids)")
+        if isinstance(x, torch.Tensor):
+            if not x.is_floating_point():
+                return x.detach().to(self.device)
+            return x.detach().to(device=self.device, dtype=self.dtype)
+        if x.dtype.kind in "iu":
+            return torch.as_tensor(x.astype(np.int64), device=self.device)
+        return self.ops.asarray(x)
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        """Token ids must index the model's embeddings."""
+        if tokens.numel() and int(tokens.min()) < 0:
+            raise InputError(f"the integer input holds negative ids (min {int(tokens.min())}); "
+                             "token ids index an embedding and must be >= 0")
+        sizes = [(n, m.num_embeddings) for n, m in self._modules.items()
+                 if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+        if tokens.numel() and sizes and int(tokens.max()) >= min(s for _, s in sizes):
+            name, size = min(sizes, key=lambda item: item[1])
+            if len(sizes) == 1 or int(tokens.max()) >= max(s for _, s in sizes):
+                raise InputError(f"token id {int(tokens.max())} is out of range for embedding "
+                                 f"{name!r} with {size} entries (valid ids 0..{size - 1})")
+
+    def _check_runs(self, native: torch.Tensor) -> None:
+        with torch.no_grad():
+            self._run(native[:1])
+
+    def _rejection(self, sample: torch.Tensor) -> Exception | None:
+        """The error the model raises on ``sample``, or ``None`` when it runs."""
+        try:
+            self._check_runs(sample)
+        except Exception as error:
+            return error
+        return None
+
+    def _restore_one(self, native: torch.Tensor, like: Any) -> Any:
         native = native.detach()
         if isinstance(like, torch.Tensor):
             dtype = like.dtype if like.is_floating_point() else native.dtype
             return native.to(device=like.device, dtype=dtype)
         array = native.cpu().numpy()
-        like_dtype = getattr(like, "dtype", None)
-        if like_dtype is not None and np.dtype(like_dtype).kind == "f":
-            array = array.astype(like_dtype, copy=False)
-        return array
+        return as_like(array, like)
+
+    def embedding_layers(self) -> list[str]:
+        """Names of the modules that embed integer inputs, in model order."""
+        return [n for n, m in self._modules.items()
+                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+
+    # --- running the model --------------------------------------------------------------------
+    def _run(self, x: torch.Tensor) -> Any:
+        """Call the model on a native batch (split into its inputs for a structure); an
+        exception of the model's own becomes a :class:`ModelError` naming the call."""
+        try:
+            if self.structure is None:
+                return self.model(x)
+            members = self.structure.split(self.ops, x)
+            if self.structure.kind == "dict":
+                return self.model(**dict(zip(self.structure.keys, members)))
+            return self.model(*members)
+        except CrosslensError:
+            raise
+        except Exception as error:
+            raise model_error(error, self._describe_input(x), "PyTorch") from error
+
+    def _describe_input(self, x: torch.Tensor) -> str:
+        if self.structure is not None:
+            return f"inputs {self.structure.describe()} (per sample)"
+        return f"an input of shape {tuple(x.shape)} and dtype {x.dtype}"
 
     # --- primitives ---------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return _single_output(self.model(x), "forward")
+            return _single_output(self._run(x), "forward")
 
     def _activations(self, x, layers):
         with torch.no_grad(), self._hooks(layers, {}, None) as store:
-            self.model(x)
+            self._run(x)
+        _check_ran(store, layers)
         return {name: store[name] for name in layers}
 
-    def _layer_shapes(self, x1):
+    def _layer_calls(self, x1):
         if self.is_script:
             raise UnsupportedError("listing layer shapes needs forward hooks, which "
                                    "TorchScript modules do not support. Load the eager nn.Module")
-        shapes: dict = {}
-        calls: dict = {}
+        calls: list = []
+        counts: dict = {}
+        last_leaf: list = []
 
-        def record(name):
+        def record(name, leaf):
             def hook(module, inputs, output):
-                calls[name] = calls.get(name, 0) + 1
-                if isinstance(output, torch.Tensor) and name not in shapes:
-                    shapes[name] = tuple(output.shape[1:])
+                k = counts.get(name, 0)
+                counts[name] = k + 1
+                shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+                calls.append((name, k, shape))
+                if leaf:
+                    last_leaf[:] = [type(module).__name__, output]
             return hook
 
-        handles = [m.register_forward_hook(record(n)) for n, m in self._modules.items()]
+        handles = [m.register_forward_hook(record(n, not any(True for _ in m.children())))
+                   for n, m in self._modules.items()]
         try:
             with torch.no_grad():
-                self.model(x1)
+                out = self._run(x1)
         finally:
             for handle in handles:
                 handle.remove()
-        # a module that runs several times (a shared ReLU) has no single output to address
-        return {name: shape for name, shape in shapes.items() if calls[name] == 1}
+        # what the model's last operation is, when its output is that of a known layer
+        final = None
+        if last_leaf and last_leaf[1] is out:
+            final = {"Sigmoid": "sigmoid", "Linear": "linear"}.get(last_leaf[0])
+        self._final[(tuple(x1.shape[1:]), self.structure)] = final
+        return calls
+
+    def output_activation(self) -> str | None:
+        """``"sigmoid"`` / ``"linear"`` when the model's output is that of such a layer."""
+        if self._current is None or self.is_script:
+            return None
+        self.layer_calls(self._current)
+        return self._final.get((tuple(self._current.shape[1:]), self.structure))
+
+    def _locate_nonfinite(self, x1):
+        if self.is_script:
+            return None
+        found: list = []
+
+        def check(name):
+            def hook(module, inputs, output):
+                if found or not isinstance(output, torch.Tensor) or bool(
+                        torch.isfinite(output).all()):
+                    return
+                clean = all(bool(torch.isfinite(t).all()) for t in _tensors(inputs)
+                            if t.is_floating_point())
+                found.append((name, type(module).__name__ if clean else
+                              f"{type(module).__name__}, whose input is already non-finite: "
+                              "they arise in the model's code before it"))
+            return hook
+
+        leaves = {n: m for n, m in self._modules.items() if not any(True for _ in m.children())}
+        handles = [m.register_forward_hook(check(n)) for n, m in leaves.items()]
+        try:
+            with torch.no_grad():
+                self._run(x1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return found[0] if found else None
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
         layers = set(capture) | set(replace or {})
@@ -355,12 +549,13 @@ class TorchBackend(Backend):
                 stack.enter_context(self._relu_rule(rule))
             store = stack.enter_context(self._hooks(tuple(layers), replace or {}, wrt))
             leaf = x.detach().requires_grad_(wrt is None)
-            outputs = self.model(leaf)
+            outputs = self._run(leaf)
+            _check_ran(store, tuple(layers) + ((wrt,) if wrt else ()))
             score = self._score(outputs, store, target, len(x))
-        of = leaf if wrt is None else store[wrt]
-        if not score.requires_grad:
-            raise DisconnectedError(disconnected_message(wrt))
-        (grad,) = torch.autograd.grad(score.sum(), of, allow_unused=True)
+            of = leaf if wrt is None else store[wrt]
+            if not score.requires_grad:
+                raise DisconnectedError(disconnected_message(wrt))
+            (grad,) = torch.autograd.grad(score.sum(), of, allow_unused=True)
         if grad is None:
             raise DisconnectedError(disconnected_message(wrt))
         return GradientResult(
@@ -372,7 +567,7 @@ class TorchBackend(Backend):
     def _vjp(self, x, cotangent):
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
-            outputs = _single_output(self.model(leaf), "vector-Jacobian product")
+            outputs = _single_output(self._run(leaf), "vector-Jacobian product")
             if tuple(outputs.shape) != tuple(cotangent.shape):
                 raise InputError(f"the cotangent has shape {tuple(cotangent.shape)}; the "
                                  f"model's output has shape {tuple(outputs.shape)}")
@@ -384,7 +579,7 @@ class TorchBackend(Backend):
 
     def _score(self, outputs: Any, store: dict, target: TargetSpec, n: int) -> torch.Tensor:
         if isinstance(target, ScoreTarget):
-            return _per_sample(target.fn(outputs), n)
+            return _per_sample(_call_target(target.fn, outputs), n)
         if isinstance(target, ObjectiveTarget):
             acts = {name: store[name] for name in target.layers}
             return _per_sample(target.fn(self.ops, acts, outputs), n)
@@ -394,10 +589,17 @@ class TorchBackend(Backend):
         if outputs.ndim != 2:
             raise TargetError(class_output_message(tuple(outputs.shape)))
         if isinstance(target, PredictedTarget):
-            index = outputs.detach().argmax(dim=1)
+            if outputs.shape[1] == 1:
+                index = torch.as_tensor(predicted_classes(
+                    outputs.detach().float().cpu().numpy(), self.output_activation()),
+                    device=outputs.device)
+            else:
+                index = outputs.detach().argmax(dim=1)
         else:
             check_class_range(target.indices, outputs.shape[1])
             index = torch.as_tensor(target.indices, device=outputs.device)
+        if outputs.shape[1] == 1:  # class 1: the output, class 0: its negation
+            return torch.where(index == 0, -outputs[:, 0], outputs[:, 0])
         return outputs.gather(1, index[:, None])[:, 0]
 
     @contextmanager
@@ -421,18 +623,23 @@ class TorchBackend(Backend):
     def _hooks(self, layers: Sequence[str], replace: dict, wrt: str | None
                ) -> Iterator[dict[str, torch.Tensor]]:
         store: dict[str, torch.Tensor] = {}
-        if not layers and wrt is None:
+        names = list(dict.fromkeys(list(layers) + ([wrt] if wrt else [])))
+        if not names:
             yield store
             return
         if self.is_script:
             raise UnsupportedError(
                 "layer access (activations, layer gradients, neuron targets) needs forward "
                 "hooks, which TorchScript modules do not support. Load the eager nn.Module")
+        wanted: dict[str, dict[int | None, str]] = {}
+        for name in names:  # "relu#2": the third call of module "relu"
+            base, _, k = name.partition("#")
+            wanted.setdefault(base, {})[int(k) if k else None] = name
         handles = []
         try:
-            for name in dict.fromkeys(list(layers) + ([wrt] if wrt else [])):
-                handles.append(self._modules[name].register_forward_hook(
-                    _make_hook(name, store, replace.get(name), make_leaf=(name == wrt))))
+            for base, calls in wanted.items():
+                handles.append(self._modules[base].register_forward_hook(
+                    _make_hook(base, calls, store, replace, wrt)))
             yield store
         finally:
             for handle in handles:
@@ -446,9 +653,12 @@ class TorchBackend(Backend):
             saved += t.numel() * t.element_size()
             return t
 
+        leaf = x1.detach()
+        if leaf.is_floating_point():
+            leaf = leaf.requires_grad_(True)
         try:
             with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = self.model(x1.detach().requires_grad_(True))
+                out = self._run(leaf)
         except Exception:  # an exotic model: fall back to a generous multiple of the input
             return 200 * x1.numel() * x1.element_size()
         out_bytes = sum(t.numel() * t.element_size() for t in _tensors(out))
@@ -458,23 +668,63 @@ class TorchBackend(Backend):
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _make_hook(name: str, store: dict, replacement: Any, make_leaf: bool):
+def _make_hook(base: str, calls: dict, store: dict, replace: dict, wrt: str | None):
+    """Forward hook of module ``base``: record (or replace) the calls named in ``calls``
+    (``{call index or None: name}``; ``None`` means the module's only call)."""
+    count = [0]
+
     def hook(module, inputs, output):
-        if name in store:
-            raise UnsupportedError(
-                f"layer {name!r} runs more than once in one forward pass (a shared module); "
-                "address a layer that is used once")
-        if replacement is not None:
-            output = replacement
+        k = count[0]
+        count[0] += 1
+        if None in calls:
+            if k > 0:
+                raise UnsupportedError(shared_layer_message(base))
+            name = calls[None]
+        elif k in calls:
+            name = calls[k]
+        else:
+            return None
+        if replace.get(name) is not None:
+            output = replace[name]
         if not isinstance(output, torch.Tensor):
             raise UnsupportedError(
                 f"layer {name!r} returns {type(output).__name__}, not a tensor; address a "
                 "layer (or submodule) whose output is a single tensor")
-        if make_leaf:  # gradient stops at this layer; it need not be connected upstream
+        if name == wrt:  # gradient stops at this layer; it need not be connected upstream
             output = output.detach().requires_grad_(True)
         store[name] = output
         return output
     return hook
+
+
+def _check_ran(store: dict, names: Sequence[str]) -> None:
+    missing = [name for name in names if name not in store]
+    if missing:
+        raise LayerNotFoundError(never_ran_message(missing[0]))
+
+
+def _check_parameters(params: list) -> None:
+    for p in params[:1] + params[-1:]:  # cheap: devices are shared by all parameters
+        if p.device.type == "meta":
+            raise UnsupportedError("the model's parameters are on the 'meta' device (not "
+                                   "materialized); load its weights before explaining it, e.g. "
+                                   "model.to_empty(device='cpu') then load_state_dict")
+    if any(p.is_inference() for p in params):
+        raise UnsupportedError("the model's parameters were created inside "
+                               "torch.inference_mode(), so no gradient can flow through them; "
+                               "build or load the model outside inference_mode (or clone its "
+                               "parameters there)")
+
+
+def _call_target(fn: Any, outputs: Any) -> Any:
+    try:
+        return fn(outputs)
+    except CrosslensError:
+        raise
+    except Exception as error:
+        raise TargetError(f"the target callable raised {type(error).__name__}: {error}. It "
+                          "receives the model's outputs (a torch tensor for a PyTorch model) "
+                          "and must return one score per sample") from error
 
 
 def _first_shape_layer(model: torch.nn.Module) -> tuple[str, int, int] | None:
@@ -496,6 +746,7 @@ def _first_shape_layer(model: torch.nn.Module) -> tuple[str, int, int] | None:
 
 
 def _single_output(outputs: Any, purpose: str) -> torch.Tensor:
+    """The model's one output tensor (a TargetError for several)."""
     if isinstance(outputs, torch.Tensor):
         return outputs
     raise TargetError(multiple_outputs_message(type(outputs).__name__, purpose))

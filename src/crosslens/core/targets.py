@@ -9,6 +9,14 @@ A user writes a target as
   PyTorch model, a ``tf.Tensor`` for a Keras model) for models that are not classifiers,
 - :class:`Neuron` or :class:`Channel`: a unit inside a named layer.
 
+Single-output classifiers (outputs of shape ``(N, 1)``, a binary decision) follow one
+convention everywhere: class ``1`` is the output itself and class ``0`` its negation
+(the logit of class 0 under a sigmoid is ``-z``; for a probability output ``-p`` has the
+gradient of ``1 - p``). ``"predicted"`` is class 1 where the output exceeds the
+threshold: 0 for a logit, 0.5 for a probability. Which one the output is comes from the
+model (a final sigmoid, or a final linear layer) or from the values (outside [0, 1]:
+a logit); when neither tells, ``"predicted"`` raises instead of guessing.
+
 :func:`resolve_target` turns any of these into one of the ``*Target`` records below, which
 is what backends consume. Backends compute the per-sample score natively, so no
 framework is imported here.
@@ -223,7 +231,9 @@ def _check_nonnegative(indices: Sequence[int]) -> None:
 
 
 def check_class_range(indices: np.ndarray, n_outputs: int) -> None:
-    """Raise :class:`TargetError` if a class index is not below ``n_outputs``."""
+    """Raise :class:`TargetError` if a class index is not below ``n_outputs`` (a single
+    output has the two classes 0 and 1, see the module docstring)."""
+    n_outputs = 2 if n_outputs == 1 else n_outputs
     if len(indices) and int(indices.max()) >= n_outputs:
         raise TargetError(
             f"target class {int(indices.max())} is out of range: the model has "
@@ -244,3 +254,43 @@ def describe(target: TargetSpec) -> Any:
     if isinstance(target, ObjectiveTarget):
         return "objective"
     return "predicted"
+
+
+def class_output_message(shape: tuple) -> str:
+    """Message for class targets on outputs that are not (batch, classes)."""
+    return (f"class targets need outputs of shape (batch, classes); this model returns "
+            f"{tuple(shape)}. Pass target=callable(outputs) -> (batch,) instead")
+
+
+# --- single-output (binary) classifiers ------------------------------------------------
+
+def binary_kind(outputs: np.ndarray, final: str | None) -> str:
+    """``"logit"`` or ``"probability"`` for single-output ``outputs`` (see the module
+    docstring). ``final`` is what the backend knows of the model's last operation:
+    ``"sigmoid"``, ``"linear"`` or ``None``."""
+    if final == "sigmoid":
+        return "probability"
+    if final == "linear" or ((outputs < 0) | (outputs > 1)).any():
+        return "logit"
+    raise TargetError(
+        "this model has a single output whose values are all in [0, 1], and crosslens "
+        "cannot tell whether it is a probability (class 1 above 0.5) or a logit (class 1 "
+        "above 0). Pass the classes explicitly: target=1 explains the output, target=0 "
+        "its negation; e.g. target=(outputs[:, 0] > 0.5).astype(int) for a probability")
+
+
+def predicted_classes(outputs: np.ndarray, final: str | None = None) -> np.ndarray:
+    """The predicted class of each sample from ``(N, classes)`` outputs (int64)."""
+    if outputs.ndim != 2:
+        raise TargetError(class_output_message(outputs.shape))
+    if outputs.shape[1] == 1:
+        threshold = 0.5 if binary_kind(outputs, final) == "probability" else 0.0
+        return (outputs[:, 0] > threshold).astype(np.int64)
+    return outputs.argmax(axis=1).astype(np.int64)
+
+
+def class_scores(outputs: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``outputs[i, indices[i]]``; for a single output, ``±outputs[i, 0]`` by class."""
+    if outputs.shape[1] == 1:
+        return np.where(indices == 0, -outputs[:, 0], outputs[:, 0])
+    return outputs[np.arange(len(outputs)), indices]

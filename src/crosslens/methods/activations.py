@@ -8,7 +8,7 @@ from .base import Context, MethodResult, require_layer
 @register("activations", needs=("activations",), family="layer",
           aliases=("layer_activations", "activation"),
           summary="Values of a named layer (shown as a channel grid)",
-          reference="tf-explain ExtractActivations")
+          reference="tf-explain ExtractActivations", targetless=True)
 def activations(ctx: Context) -> MethodResult:
     layer = require_layer(ctx, "activations")
     values = ctx.backend.activations(ctx.x, [layer])[layer]

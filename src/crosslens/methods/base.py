@@ -12,7 +12,8 @@ import numpy as np
 
 from ..backends.base import Backend, GradientResult, Native
 from ..core.errors import OptionError
-from ..core.targets import ClassTarget, PredictedTarget, TargetSpec
+from ..core.targets import (ClassTarget, PredictedTarget, TargetSpec, binary_kind,
+                            predicted_classes)
 
 
 @dataclass
@@ -44,6 +45,20 @@ class Context:
     def n(self) -> int:
         return self.ops.shape(self.x)[0]
 
+    @property
+    def layout(self) -> str | None:
+        """Layout of the input batch by its role in the model (which axis holds channels;
+        ``None`` when it cannot be known, e.g. several inputs flattened together)."""
+        if self.backend.structure is not None:
+            return None
+        return self.backend.input_layout(self.ops.shape(self.x))
+
+    def binary_kind(self) -> str:
+        """For a single-output model, whether its output is a ``"logit"`` or a
+        ``"probability"`` (see :mod:`crosslens.core.targets`)."""
+        outputs = self.ops.to_numpy(self.backend.forward(self.x))
+        return binary_kind(outputs, self.backend.output_activation())
+
     def fixed_target(self) -> TargetSpec:
         """The target with ``"predicted"`` replaced by explicit classes (one forward pass).
 
@@ -52,11 +67,8 @@ class Context:
         """
         if isinstance(self.target, PredictedTarget):
             outputs = self.ops.to_numpy(self.backend.forward(self.x))
-            if outputs.ndim != 2:
-                from ..backends.checks import class_output_message
-                from ..core.errors import TargetError
-                raise TargetError(class_output_message(outputs.shape))
-            self.target = ClassTarget(outputs.argmax(axis=1).astype(np.int64))
+            self.target = ClassTarget(predicted_classes(outputs,
+                                                        self.backend.output_activation()))
         return self.target
 
     def gradient(self, x: Native | None = None, target: TargetSpec | None = None,
@@ -75,7 +87,7 @@ class Context:
     def canonical_normal(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """Standard normal noise of ``shape`` (in the model's layout) drawn in channels-first
         order, so the same seed gives the same noise on PyTorch and Keras models."""
-        if self.backend.layout == "channels_last" and len(shape) >= 4:
+        if self.layout == "channels_last" and len(shape) >= 4:
             first = shape[:-3] + (shape[-1],) + shape[-3:-1]
             return np.moveaxis(rng.standard_normal(first), -3, -1)
         return rng.standard_normal(shape)

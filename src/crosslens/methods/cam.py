@@ -96,10 +96,14 @@ def _check_flags(**flags: Any) -> None:
 def input_size(ctx: Context) -> tuple[int, int]:
     """Spatial size ``(H, W)`` of the input batch."""
     shape = ctx.ops.shape(ctx.x)
+    if ctx.backend.structure is not None:
+        raise OptionError("upsampling a map to the input needs one image input, and this "
+                          "model takes several inputs; pass upsample=False for the "
+                          "layer-resolution map")
     if len(shape) != 4:
         raise OptionError(f"upsample=True needs an image input (rank 4), got shape {shape}; "
                           "pass upsample=False for the layer-resolution map")
-    return (shape[2], shape[3]) if ctx.backend.layout == "channels_first" else (shape[1], shape[2])
+    return (shape[2], shape[3]) if ctx.layout == "channels_first" else (shape[1], shape[2])
 
 
 def finish(ctx: Context, cam: Any, relu: bool, upsample: bool) -> Any:
@@ -209,7 +213,7 @@ def guided_gradcam(ctx: Context, *, relu: bool = True) -> MethodResult:
     guided = ctx.gradient(target=target, rule="guided")
     h, w = input_size(ctx)
     n = ctx.n
-    shape = (n, 1, h, w) if ctx.backend.layout == "channels_first" else (n, h, w, 1)
+    shape = (n, 1, h, w) if ctx.layout == "channels_first" else (n, h, w, 1)
     attributions = guided.grad * ctx.ops.reshape(cam.attributions, shape)
     return MethodResult(attributions, cam.outputs, layer=None,
                         info={"cam_layer": cam.layer, "relu": bool(relu)})
@@ -309,7 +313,7 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
     order = (1, 0, 2, 3) if ch == 1 else (3, 0, 1, 2)
     channels = ops.transpose(values, order)
     size = input_size(ctx)
-    first = ctx.backend.layout == "channels_first"  # the input's layout, for the masks
+    first = ctx.layout == "channels_first"  # the input's layout, for the masks
     per_pass = points_per_pass(ctx, k, backward=False)  # channels per forward pass
     weights = np.empty((k, n))
     for start, stop in chunks(k, per_pass):
@@ -336,9 +340,13 @@ def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.
         return forward_scores(ctx, points, target)
     outputs = ctx.ops.to_numpy(ctx.backend.forward(points)).astype(np.float64)
     if outputs.ndim != 2:
-        from ..backends.checks import class_output_message
         from ..core.errors import TargetError
+        from ..core.targets import class_output_message
         raise TargetError(class_output_message(outputs.shape))
+    if outputs.shape[1] == 1:  # a single output: the sigmoid (or the probability) of the class
+        kind = ctx.binary_kind()
+        p1 = outputs[:, 0] if kind == "probability" else 1.0 / (1.0 + np.exp(-outputs[:, 0]))
+        return np.where(target.indices == 0, 1.0 - p1, p1)
     outputs = outputs - outputs.max(axis=1, keepdims=True)
     probabilities = np.exp(outputs)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
@@ -350,7 +358,7 @@ def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.
 @register("eigen_cam", needs=("activations",), family="cam", aliases=("eigencam",),
           summary="Projection of the activations on their first principal direction "
                   "(class-agnostic, no gradients)",
-          reference="Muhammad & Yeasin 2020")
+          reference="Muhammad & Yeasin 2020", targetless=True)
 def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
     """Eigen-CAM: ``A V_1`` with ``V_1`` the first right singular vector of the
     ``(positions, channels)`` activation matrix of each sample (not centred, as the
@@ -385,7 +393,7 @@ def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Metho
           aliases=("channel_activation",),
           summary="Upsampled activation of one channel of a layer: where in the input it "
                   "responds (threshold it with crosslens.viz.channel_mask)",
-          reference="Bau et al. 2017 (network dissection)")
+          reference="Bau et al. 2017 (network dissection)", targetless=True)
 def channel_mask(ctx: Context, *, channel: int | None = None, upsample: bool = True
                  ) -> MethodResult:
     """The raw activation of channel ``channel`` of ``layer`` as an ``(N, H, W)`` map,

@@ -19,7 +19,7 @@ from ..core.influence import (GaussianDoI, LinearDoI, PointDoI, is_input_cut, is
 from ..core.registry import register
 from ..core.targets import ChannelTarget, NeuronTarget, PredictedTarget
 from .base import Context, MethodResult
-from .baselines import as_baseline_list, make_baseline
+from .baselines import as_baseline_list, cut_baseline
 from .layer import cut_gradient_sum, path_points
 from .quadrature import integration_points
 
@@ -113,11 +113,10 @@ def _linear(ctx: Context, target: Any, cut: str | None, point: Any, doi: LinearD
             multiply: bool, blur_sigma: float) -> Any:
     alphas, weights = integration_points(doi.rule, doi.steps)
     total = None
-    specs = as_baseline_list(doi.baseline)
+    specs = as_baseline_list(doi.baseline, ctx)
     for spec in specs:
-        base = make_baseline(ctx, spec, blur_sigma)
-        if cut is not None:  # input-space baseline, mapped to the cut by the model
-            base = ctx.backend.activations(base, [cut])[cut]
+        # an input-space baseline, mapped to the cut by the model (see cut_baseline)
+        base = cut_baseline(ctx, spec, cut, point, blur_sigma)
         delta = point - base
         mean_grad = cut_gradient_sum(ctx, target, cut, weights,
                                      path_points(ctx.ops, base, delta, alphas))

@@ -17,6 +17,7 @@ from .base import Context, MethodResult
 from .batching import points_per_pass
 from .baselines import as_baseline_list, make_baseline
 from .quadrature import integration_points
+from .scoring import forward_scores
 
 
 @register("integrated_gradients", needs=("grad",), family="gradient",
@@ -53,7 +54,8 @@ def integrated_gradients(ctx: Context, *, baseline: Any = "zeros", steps: int = 
                                           blur_sigma=blur_sigma, completeness=completeness)
     target = ctx.fixed_target()
     alphas, weights = integration_points(rule, steps)
-    baselines = [make_baseline(ctx, spec, blur_sigma) for spec in as_baseline_list(baseline)]
+    baselines = [make_baseline(ctx, spec, blur_sigma)
+                 for spec in as_baseline_list(baseline, ctx)]
     total = None
     for base in baselines:
         attribution = (ctx.x - base) * path_gradient_integral(ctx, base, target, alphas, weights)
@@ -83,12 +85,18 @@ def path_gradient_integral(ctx: Context, base: Any, target: Any, alphas: np.ndar
     return integral
 
 
-def completeness_report(ctx: Context, attributions: Any, baselines: list, target: Any
-                        ) -> dict[str, Any]:
-    """Per-sample ``sum(attr)`` vs ``f(x) - mean_b f(b)`` and their relative error."""
+def completeness_report(ctx: Context, attributions: Any, baselines: list, target: Any,
+                        baseline_scores: list | None = None) -> dict[str, Any]:
+    """Per-sample ``sum(attr)`` vs ``f(x) - mean_b f(b)`` and their relative error.
+
+    ``baseline_scores`` gives ``f(b)`` directly (baselines at a layer); otherwise it is
+    computed from the input-space ``baselines``.
+    """
     ops = ctx.ops
-    f_x = ops.to_numpy(ctx.gradient(ctx.x, target).scores)
-    f_b = np.mean([ops.to_numpy(ctx.gradient(b, target).scores) for b in baselines], axis=0)
+    f_x = forward_scores(ctx, ctx.x, target)
+    if baseline_scores is None:
+        baseline_scores = [forward_scores(ctx, b, target) for b in baselines]
+    f_b = np.mean(baseline_scores, axis=0)
     attr = ops.to_numpy(attributions)
     sums = attr.reshape(attr.shape[0], -1).sum(axis=1)
     difference = f_x - f_b

@@ -32,7 +32,7 @@ from ..core.errors import OptionError
 from ..core.registry import register
 from ..core.targets import Neuron, NeuronTarget, TargetSpec, resolve_target
 from .base import Context, MethodResult, require_layer
-from .baselines import as_baseline_list, make_baseline
+from .baselines import as_baseline_list, cut_baseline, make_baseline
 from .batching import points_per_pass
 from .quadrature import integration_points
 
@@ -86,25 +86,30 @@ def layer_integrated_gradients(ctx: Context, *, baseline: Any = "zeros", steps: 
 
     Called by ``integrated_gradients`` when a layer is named; the options are its
     options. Baselines are inputs (mapped to the layer by the model); several are
-    averaged.
+    averaged. For integer inputs (token ids), ``"zeros"`` and numbers are constants in
+    the layer's space (e.g. the zero embedding) and integer arrays are ids (e.g. padding)
+    mapped to the layer by the model (:func:`~crosslens.methods.baselines.cut_baseline`).
     """
     layer = require_layer(ctx, "layer integrated gradients")
     target = ctx.fixed_target()
     alphas, weights = integration_points(rule, steps)
     values = ctx.backend.activations(ctx.x, [layer])[layer]
-    baselines = [make_baseline(ctx, spec, blur_sigma) for spec in as_baseline_list(baseline)]
+    starts = [cut_baseline(ctx, spec, layer, values, blur_sigma)
+              for spec in as_baseline_list(baseline, ctx)]
     total = None
-    for base in baselines:
-        start = ctx.backend.activations(base, [layer])[layer]
+    for start in starts:
         delta = values - start
         integral = cut_gradient_sum(ctx, target, layer, weights,
                                     path_points(ctx.ops, start, delta, alphas))
         total = delta * integral if total is None else total + delta * integral
-    total = total / float(len(baselines))
-    info: dict[str, Any] = {"rule": rule, "steps": steps, "baselines": len(baselines)}
+    total = total / float(len(starts))
+    info: dict[str, Any] = {"rule": rule, "steps": steps, "baselines": len(starts)}
     if completeness:  # sum over the layer ≈ f(x) - f(b), as for input IG
         from .integrated import completeness_report
-        info.update(completeness_report(ctx, total, baselines, target))
+        base_scores = [ctx.ops.to_numpy(ctx.gradient(ctx.x, target, wrt=layer,
+                                                     replace={layer: start}).scores)
+                       for start in starts]
+        info.update(completeness_report(ctx, total, [], target, base_scores))
     return MethodResult(total, layer=layer, info=info)
 
 
@@ -136,8 +141,13 @@ def conductance(ctx: Context, *, baseline: Any = "zeros", steps: int = 50,
         unit (Captum ``NeuronConductance``); the result is in the input's layout.
         Without it, ``layer=`` is required and the result is in the layer's layout.
     """
+    if ctx.ops.is_integer(ctx.x):
+        raise OptionError("conductance interpolates between the input and a baseline, which "
+                          "integer ids (tokens) cannot be; use integrated_gradients with "
+                          "layer=<embedding> (a path in embedding space)")
     target = ctx.fixed_target()
-    baselines = [make_baseline(ctx, spec, blur_sigma) for spec in as_baseline_list(baseline)]
+    baselines = [make_baseline(ctx, spec, blur_sigma)
+                 for spec in as_baseline_list(baseline, ctx)]
     if neuron is not None:
         unit = _neuron_target(ctx, neuron)
         total = None

@@ -89,10 +89,22 @@ def noise_tunnel(ctx: Context, aggregate: str, *, base: str, samples: int, noise
 
 
 def _sigma(ctx: Context, noise_level: float, stdev: float | None, shape: tuple) -> Any:
-    """Per-sample noise std, broadcastable to ``(k, N, ...)``."""
+    """Per-sample noise std, broadcastable to ``(k, N, ...)``; for several inputs, each
+    input's own value range sets its noise."""
     if stdev is not None:
+        if stdev < 0:
+            raise OptionError(f"stdev must be >= 0, got {stdev}")
         return float(stdev)
+    if noise_level < 0:
+        raise OptionError(f"noise_level must be >= 0, got {noise_level}")
     x = ctx.ops.to_numpy(ctx.x).reshape(shape[0], -1)
+    structure = ctx.backend.structure
+    if structure is not None:
+        sigma = np.empty_like(x, dtype=np.float64)
+        for a, b in structure.segments:
+            part = x[:, a:b]
+            sigma[:, a:b] = noise_level * (part.max(axis=1) - part.min(axis=1))[:, None]
+        return sigma[None]
     spread = x.max(axis=1) - x.min(axis=1)
     return (noise_level * spread).reshape((1, shape[0]) + (1,) * (len(shape) - 1))
 

@@ -67,10 +67,11 @@ def occlusion(ctx: Context, *, patch: Any = 8, stride: Any = None, baseline: Any
     covering it.
     """
     _reject_layer(ctx, "occlusion")
+    _reject_structure(ctx, "occlusion", "windows slide over one input's axes")
     ops, n = ctx.ops, ctx.n
     sample_shape = ops.shape(ctx.x)[1:]
-    window = _window_shape(patch, sample_shape, ctx.backend.layout, "patch")
-    steps = _stride_shape(stride, window, sample_shape, ctx.backend.layout)
+    window = _window_shape(patch, sample_shape, ctx.layout, "patch")
+    steps = _stride_shape(stride, window, sample_shape, ctx.layout)
     counts = [math.ceil((d - w) / s) + 1 for d, w, s in zip(sample_shape, window, steps)]
     # Axes the window covers entirely need no mask axis: it broadcasts.
     mask_shape = tuple(1 if w == d else d for w, d in zip(window, sample_shape))
@@ -121,7 +122,7 @@ def feature_ablation(ctx: Context, *, feature_mask: Any = None, baseline: Any = 
                           "superpixel labels of shape (H, W)) whose equal values form a feature")
     ops, n = ctx.ops, ctx.n
     shape = ops.shape(ctx.x)
-    mask = _feature_mask(feature_mask, shape, ctx.backend.layout)
+    mask = _feature_mask(_flat_mask(ctx, feature_mask), shape, ctx.layout)
     features = np.unique(mask)
 
     target = ctx.fixed_target()
@@ -165,6 +166,11 @@ def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
     seed gives the same masks for a PyTorch and a Keras model.
     """
     _reject_layer(ctx, "rise")
+    _reject_structure(ctx, "rise", "its masks cover one image")
+    if ctx.ops.is_integer(ctx.x):
+        raise OptionError("rise blends the input with a baseline through soft masks, which "
+                          "integer ids (tokens) cannot be; use occlusion or feature_ablation "
+                          "with an integer baseline (e.g. the padding id)")
     if samples < 1:
         raise OptionError("samples must be >= 1")
     if not 0.0 < p <= 1.0:
@@ -172,7 +178,7 @@ def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
                           f"got {p}")
     ops, n = ctx.ops, ctx.n
     shape = ops.shape(ctx.x)
-    spatial = _spatial_axes(len(shape), ctx.backend.layout)
+    spatial = _spatial_axes(len(shape), ctx.layout)
     if len(spatial) != 2:
         raise InputError(f"RISE needs image inputs (N, C, H, W) or (N, H, W, C); got shape "
                          f"{shape}")
@@ -238,6 +244,13 @@ def _evaluate(ctx: Context, base: Any, target: Any, count: int, make_masks,
         points = ops.reshape(points, (k * n,) + shape[1:])
         scores = forward_scores(ctx, points, target.repeat(k))
         yield a, b, masks, scores.reshape(k, n)
+
+
+def _reject_structure(ctx: Context, method: str, why: str) -> None:
+    if ctx.backend.structure is not None:
+        raise OptionError(f"{method} needs one input ({why}); this model takes several. "
+                          "Use feature_ablation with one feature_mask per input, or a "
+                          "gradient method")
 
 
 def _window_masks(regions: list[tuple[slice, ...]], mask_shape: tuple[int, ...]) -> np.ndarray:
@@ -323,6 +336,37 @@ def _stride_shape(spec: Any, window: tuple[int, ...], sample_shape: tuple[int, .
         raise OptionError(f"stride {tuple(values)} must be >= 1 and not larger than the "
                           f"window {window} (a larger step leaves elements uncovered)")
     return tuple(values)
+
+
+def _flat_mask(ctx: Context, feature_mask: Any) -> Any:
+    """For several inputs, one mask per input (each in its input's layout, broadcastable to
+    it) flattened like the inputs; equal ids across inputs form one feature, as in Captum."""
+    structure = ctx.backend.structure
+    if structure is None:
+        return feature_mask
+    if not isinstance(feature_mask, (tuple, list, dict)):
+        raise OptionError("this model takes several inputs: give feature_mask as a "
+                          f"{structure.kind} with one integer mask per input")
+    parts = []
+    for key, mask, shape in zip(structure.keys, structure.members(feature_mask),
+                                structure.shapes):
+        mask = to_numpy(mask)
+        if mask.dtype.kind not in "iub":
+            raise InputError(f"feature_mask for input {key!r} must hold integer feature ids; "
+                             f"got dtype {mask.dtype}")
+        full = mask if mask.ndim == len(shape) + 1 else mask[None]
+        try:
+            full = np.broadcast_to(full, (full.shape[0],) + tuple(shape))
+        except ValueError:
+            raise InputError(f"feature_mask for input {key!r} has shape {mask.shape}, which "
+                             f"does not broadcast to that input's samples {tuple(shape)}") from None
+        parts.append(full.reshape(full.shape[0], -1).astype(np.int64))
+    rows = {p.shape[0] for p in parts}
+    if len(rows) > 1:
+        rows.discard(1)
+        n = rows.pop()
+        parts = [np.broadcast_to(p, (n, p.shape[1])) if p.shape[0] == 1 else p for p in parts]
+    return np.concatenate(parts, axis=1)
 
 
 def _feature_mask(feature_mask: Any, shape: tuple[int, ...], layout: str | None) -> np.ndarray:

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..backends.checks import check_unit, class_output_message
 from ..core.errors import TargetError
+from ..core.errors import CrosslensError
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
-                            ScoreTarget, TargetSpec, check_class_range)
+                            ScoreTarget, TargetSpec, check_class_range, class_scores)
 from .base import Context
 
 
@@ -30,12 +31,26 @@ def forward_scores(ctx: Context, points: Any, target: TargetSpec) -> np.ndarray:
         return unit_scores(values, target, channel_axis(ctx)).astype(np.float64)
     outputs = ctx.backend.forward(points)
     if isinstance(target, ScoreTarget):
-        score = np.asarray(ops.to_numpy(target.fn(outputs)), dtype=np.float64)
+        try:
+            value = target.fn(outputs)
+        except CrosslensError:
+            raise
+        except Exception as error:
+            raise TargetError(f"the target callable raised {type(error).__name__}: {error}. "
+                              "It receives the model's native outputs and must return one "
+                              "score per sample") from error
+        try:
+            score = np.asarray(ops.to_numpy(value), dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TargetError("a callable target must return an array with one score per "
+                              f"sample; got {type(value).__name__}") from error
         if score.ndim == 2 and score.shape[1] == 1:
             score = score[:, 0]
         if score.shape != (count,):
             raise TargetError(f"a callable target must return one score per sample, shape "
                               f"({count},); got {score.shape}")
+        if not np.isfinite(score).all():
+            ctx.backend.check_finite(ops.asarray(score), "scores", points)
         return score
     if isinstance(target, PredictedTarget):  # a method forgot ctx.fixed_target()
         raise TargetError("internal: perturbation scores need fixed classes")
@@ -44,7 +59,7 @@ def forward_scores(ctx: Context, points: Any, target: TargetSpec) -> np.ndarray:
         raise TargetError(class_output_message(values.shape))
     assert isinstance(target, ClassTarget)
     check_class_range(target.indices, values.shape[1])
-    return values[np.arange(count), target.indices].astype(np.float64)
+    return class_scores(values, target.indices).astype(np.float64)
 
 
 def channel_axis(ctx: Context) -> int:
@@ -53,9 +68,7 @@ def channel_axis(ctx: Context) -> int:
     PyTorch layers are channels-first (axis 0); Keras layers follow the model's layout
     (last axis unless the model is channels-first).
     """
-    if ctx.backend.name == "torch" or ctx.backend.layout == "channels_first":
-        return 0
-    return -1
+    return 0 if ctx.backend.layer_layout == "channels_first" else -1
 
 
 def unit_scores(values: np.ndarray, target: NeuronTarget | ChannelTarget, axis: int
