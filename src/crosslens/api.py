@@ -1,15 +1,17 @@
 """The public entry points: :func:`explain`, :func:`methods`, :func:`layers`."""
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+import numpy as np
+
 from .backends import BACKENDS, get_backend
+from .core.arrays import to_numpy
 from .core.chunking import parse_budget
-from .core.errors import OptionError, UnsupportedError
+from .core.errors import NonFiniteError, OptionError, UnsupportedError
 from .core.explanation import Explanation
-from .core.registry import CAPABILITIES, all_methods, get_method
-from .core.registry import check_options, check_settings
+from .core.registry import (CAPABILITIES, all_methods, check_options, check_settings,
+                            get_method)
 from .core.targets import (ClassTarget, PredictedTarget, UserTarget, describe,
                            predicted_classes, resolve_target)
 from .methods.base import Context
@@ -120,12 +122,27 @@ def _finish(backend: Any, result: Any, x: Any, native_x: Any, post: dict[str, An
     structure = backend.structure
     if structure is None:
         layout = backend.input_layout(ops.shape(native_x))
-        return backend.restore(postprocess(ops, result.attributions, layout, **post), x)
+        return _restored(backend, postprocess(ops, result.attributions, layout, **post), x)
     parts = []
     for member, like in zip(structure.split(ops, result.attributions), structure.members(x)):
         layout = backend.input_layout(ops.shape(member))
-        parts.append(backend.restore(postprocess(ops, member, layout, **post), like))
+        parts.append(_restored(backend, postprocess(ops, member, layout, **post), like))
     return structure.pack(parts)
+
+
+def _restored(backend: Any, native: Any, like: Any) -> Any:
+    """``backend.restore``, refusing values the caller's narrower dtype cannot hold (a
+    float16 input gets float16 attributions: overflow would be a silent infinity)."""
+    restored = backend.restore(native, like)
+    if "16" in str(getattr(like, "dtype", "")):
+        values = to_numpy(restored)
+        if not np.isfinite(values).all():
+            largest = float(np.abs(backend.ops.to_numpy(native)).max())
+            raise NonFiniteError(
+                f"the attributions (largest magnitude {largest:.3g}) exceed the range of the "
+                f"input's dtype {getattr(like, 'dtype')}, in which they are returned; give "
+                "the input as float32 to get them, or normalize=... to rescale them")
+    return restored
 
 
 def _explain_with_toolset(implementation: str, model: Any, x: Any, method: str, target: Any,

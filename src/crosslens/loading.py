@@ -16,6 +16,7 @@ import importlib.util
 import os
 import sys
 import zipfile
+import zlib
 from typing import Any
 
 from .core.errors import CrosslensError, LoadError
@@ -95,10 +96,14 @@ def _load_callable(module_name: str, attribute: str) -> Any:
         if module_name.endswith(".py"):
             if not os.path.isfile(module_name):
                 raise LoadError(f"{spec!r}: the file {module_name!r} does not exist")
-            name = os.path.splitext(os.path.basename(module_name))[0]
-            loader = importlib.util.spec_from_file_location(name, module_name)
+            # a private module name per file: loading never shadows an importable module
+            # (the file's own code may need to find itself in sys.modules, e.g. dataclasses)
+            path = os.path.abspath(module_name)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            name = f"_crosslens_file_{stem}_{zlib.crc32(path.encode()):08x}"
+            loader = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(loader)
-            sys.modules.setdefault(name, module)
+            sys.modules[name] = module
             loader.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)

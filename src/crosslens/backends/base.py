@@ -307,8 +307,14 @@ class Backend(abc.ABC):
         """Validate a user batch (or a tuple / list / dict of batches for a multi-input
         model) and convert it to one native array on the model's device."""
         self.structure = structure_of(x, self.input_count())
+        shapes = [getattr(m, "shape", np.shape(m)) for m in (
+            [x] if self.structure is None else self.structure.members(x))]
+        if any(len(shape) and int(shape[0]) == 0 for shape in shapes):
+            raise InputError("the input batch is empty (0 samples); give at least one sample")
         if self.structure is None:
             native = self._prepare_one(x)
+            if not self.ops.is_integer(native) and self.embedding_layers():
+                self._check_not_ids(native)
         else:
             natives = []
             for key, member in zip(self.structure.keys, self.structure.members(x)):
@@ -327,6 +333,32 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _prepare_one(self, x: Any) -> Native:
         """Validate one user batch and convert it to a native array."""
+
+    def _check_not_ids(self, native: Native) -> None:
+        """A model that embeds its input takes integer ids, not floats (a float batch would
+        fail inside the model, or be cast to ids and lose its gradient)."""
+        from ..core.errors import ModelError
+        embeddings = self.embedding_layers()
+        try:
+            calls = self.layer_calls(native)
+        except ModelError as error:
+            raise InputError(self._ids_message(native, embeddings)) from error
+        if calls and calls[0][0] in embeddings:
+            raise InputError(self._ids_message(native, embeddings))
+
+    def _ids_message(self, native: Native, embeddings: list[str]) -> str:
+        return (f"this model embeds its input (embedding layer {embeddings[0]!r}), so it "
+                f"takes integer ids, but the input has a floating-point dtype (shape "
+                f"{tuple(self.ops.shape(native))}); pass the token ids as integers, e.g. "
+                "x.astype('int64') or x.long()")
+
+    def _check_ids(self, native: Native) -> None:
+        """Integer inputs are ids for an embedding; a model without one takes floats."""
+        if not self.embedding_layers():
+            raise InputError(
+                f"the input holds integers (dtype {str(native.dtype).split('.')[-1]}), but "
+                "this model has no embedding layer to take ids; give floating-point values "
+                "(e.g. x.astype('float32'), scaled as in training)")
 
     def _prepare_member(self, x: Any) -> Native:
         """Convert one member of an input structure (checked only for finiteness here;

@@ -93,7 +93,7 @@ def check_unit(target, shape: tuple, channel_axis: int) -> None:
 def shared_layer_message(name: str) -> str:
     """Message for a plain name given for a layer that runs several times per pass."""
     return (f"layer {name!r} runs more than once in one forward pass (a shared module or "
-            f"layer); address one call: {name!r}#0 for the first, {name!r}#-1 for the last "
+            f"layer); address one call: '{name}#0' for the first, '{name}#-1' for the last "
             "(see cl.layer_calls(model, x))")
 
 

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from ..core.arrays import as_like, framework_of_array, to_numpy
 from ..core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
-                           TargetError, UnsupportedError)
+                           ModelError, TargetError, UnsupportedError)
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
                             predicted_classes)
@@ -300,6 +300,7 @@ class KerasBackend(Backend):
         native = self._native_input(x)
         shape = tuple(int(s) for s in native.shape)
         if self.ops.is_integer(native):
+            self._check_ids(native)
             self._check_tokens(native)
             self._check_runs(native)
             return native

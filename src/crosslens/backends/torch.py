@@ -210,7 +210,11 @@ class TorchBackend(Backend):
         self.dtype = floating[0].dtype if floating else torch.float32
         self._ops = TorchOps(self.device, self.dtype)
         self.is_script = isinstance(model, torch.jit.ScriptModule)
-        self._modules = {name: module for name, module in model.named_modules() if name}
+        # a torch.compile'd model wraps the original as "_orig_mod": address its layers by
+        # their own names (hooks on them apply to the compiled model too)
+        inner = getattr(model, "_orig_mod", None)
+        root = inner if isinstance(inner, torch.nn.Module) else model
+        self._modules = {name: module for name, module in root.named_modules() if name}
         self._first = _first_shape_layer(model)
         self._final: dict[tuple, str | None] = {}
 
@@ -340,6 +344,7 @@ class TorchBackend(Backend):
         shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
         native = self._native_input(x)
         if self.ops.is_integer(native):
+            self._check_ids(native)
             self._check_tokens(native)
             self._check_runs(native)
             return native

@@ -47,7 +47,8 @@ def as_like(array: np.ndarray, like: Any) -> Any:
     dtype = getattr(like, "dtype", None)
     if kind == "torch":
         torch = sys.modules["torch"]
-        out = torch.from_numpy(np.ascontiguousarray(array)).to(like.device)
+        array = np.ascontiguousarray(array)
+        out = torch.from_numpy(array if array.flags.writeable else array.copy()).to(like.device)
         return out.to(dtype) if dtype is not None and dtype.is_floating_point else out
     if kind == "tensorflow":
         tf = sys.modules["tensorflow"]

@@ -12,6 +12,8 @@ import os
 import re
 from collections.abc import Iterator
 
+from .errors import OptionError
+
 GiB = 1024 ** 3
 #: Default budget when neither the caller nor ``CROSSLENS_MEMORY_BUDGET`` sets one.
 DEFAULT_BUDGET = 2 * GiB
@@ -35,11 +37,14 @@ def parse_budget(budget: int | float | str | None) -> int:
     if isinstance(budget, str):
         match = re.fullmatch(r"\s*([0-9.]+)\s*([a-zA-Z]*)\s*", budget)
         if not match or match.group(2).lower() not in _UNITS:
-            raise ValueError(f"cannot read memory budget {budget!r}; use bytes or e.g. '2GB'")
+            raise OptionError(f"cannot read memory budget {budget!r}; use bytes or e.g. '2GB'")
         budget = float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget != budget:
+        raise OptionError(f"memory budget must be bytes (an int) or a string such as '2GB'; "
+                          f"got {budget!r}")
     budget = int(budget)
     if budget <= 0:
-        raise ValueError("memory budget must be positive")
+        raise OptionError(f"memory budget must be positive, got {budget}; e.g. '2GB'")
     return budget
 
 

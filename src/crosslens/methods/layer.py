@@ -145,6 +145,8 @@ def conductance(ctx: Context, *, baseline: Any = "zeros", steps: int = 50,
         raise OptionError("conductance interpolates between the input and a baseline, which "
                           "integer ids (tokens) cannot be; use integrated_gradients with "
                           "layer=<embedding> (a path in embedding space)")
+    if steps < 1:
+        raise OptionError(f"conductance needs steps >= 1, got {steps}")
     target = ctx.fixed_target()
     baselines = [make_baseline(ctx, spec, blur_sigma)
                  for spec in as_baseline_list(baseline, ctx)]

@@ -68,6 +68,7 @@ def noise_tunnel(ctx: Context, aggregate: str, *, base: str, samples: int, noise
     rng = ctx.rng()
     per_pass = points_per_pass(ctx, samples)
     total = squares = None
+    layer = None
     for start, stop in chunks(samples, per_pass):
         k = stop - start
         if explicit is not None:
@@ -76,13 +77,14 @@ def noise_tunnel(ctx: Context, aggregate: str, *, base: str, samples: int, noise
             eps = ctx.canonical_normal((k,) + shape, rng) * sigma
         noisy = ops.repeat_batch(ctx.x, k) + ops.asarray(eps.reshape((k * n,) + shape[1:]))
         result = spec.fn(ctx.derive(x=noisy, target=target.repeat(k)), **base_options)
-        attr = ops.reshape(result.attributions, (k, n) + shape[1:])
+        layer = result.layer  # with layer=: the base method's values at that layer
+        attr = ops.reshape(result.attributions, (k, n) + ops.shape(result.attributions)[1:])
         part, part_sq = ops.sum(attr, axis=0), ops.sum(attr * attr, axis=0)
         total = part if total is None else total + part
         squares = part_sq if squares is None else squares + part_sq
     mean, mean_sq = total / float(samples), squares / float(samples)
     value = {"mean": mean, "square": mean_sq, "variance": mean_sq - mean * mean}[aggregate]
-    return MethodResult(value, info={"base": spec.name, "samples": samples,
+    return MethodResult(value, layer=layer, info={"base": spec.name, "samples": samples,
                                      "noise": "explicit" if explicit is not None else
                                      (f"stdev={stdev}" if stdev is not None
                                       else f"noise_level={noise_level}")})

@@ -276,22 +276,35 @@ def _spatial_axes(rank: int, layout: str | None) -> tuple[int, ...]:
     return tuple(range(1, rank))
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _ints(value: Any, name: str) -> list[int]:
+    """``value`` as a list of ints (an int or a sequence of ints), else an OptionError."""
+    if _is_int(value):
+        return [int(value)]
+    if isinstance(value, (tuple, list)) and value and all(_is_int(v) for v in value):
+        return [int(v) for v in value]
+    raise OptionError(f"{name} must be an int or a tuple of ints (one per axis); got "
+                      f"{value!r}")
+
+
 def _pair(value: Any, name: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value), int(value))
-    values = tuple(int(v) for v in value)
+    values = _ints(value, name)
+    values = values * 2 if len(values) == 1 and _is_int(value) else values
     if len(values) != 2:
         raise OptionError(f"{name} must be an int or (h, w); got {value!r}")
-    return values
+    return tuple(values)
 
 
 def _axis_values(spec: Any, rank: int, layout: str | None) -> tuple[list[int], list[int]]:
     """Per-sample spatial axes, and ``spec`` as sizes: an int repeated per spatial axis, or
     the given sequence."""
     spatial = [a - 1 for a in _spatial_axes(rank + 1, layout)]
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+    if _is_int(spec):
         return spatial, [int(spec)] * len(spatial)
-    return spatial, [int(v) for v in spec]
+    return spatial, _ints(spec, "patch / stride")
 
 
 def _window_shape(spec: Any, sample_shape: tuple[int, ...], layout: str | None,

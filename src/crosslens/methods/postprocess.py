@@ -33,9 +33,18 @@ def postprocess(ops: Any, attr: Any, layout: str | None, *, abs: bool = False,
 def _reduce(ops: Any, attr: Any, layout: str | None, how: str) -> Any:
     if how not in REDUCTIONS:
         raise OptionError(f"unknown reduce_channels {how!r}; choose one of {REDUCTIONS}")
-    rank = len(ops.shape(attr))
+    shape = ops.shape(attr)
+    rank = len(shape)
     if rank < 3:
-        raise OptionError("reduce_channels needs attributions with a channel axis")
+        raise OptionError(f"reduce_channels needs attributions with a channel axis; these "
+                          f"have shape {tuple(shape)} (one value per feature). Drop "
+                          "reduce_channels")
+    if layout not in ("channels_first", "channels_last"):
+        raise OptionError(
+            f"reduce_channels: which axis of the attributions {tuple(shape)} holds channels "
+            "cannot be known for this model's input (e.g. (N, T, F) for a recurrent model "
+            "vs (N, C, L) for a convolution), and crosslens does not guess. Reduce the axis "
+            "you mean yourself, e.g. exp.numpy().sum(axis=-1)")
     axis = 1 if layout == "channels_first" else rank - 1
     if how == "sum":
         return ops.sum(attr, axis=axis)
