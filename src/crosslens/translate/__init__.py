@@ -17,9 +17,17 @@ are imported lazily, inside the functions that need them.
 """
 
 from .errors import (
+    ConversionError,
+    MissingDependencyError,
+    OnnxLoadError,
+    PrunedLayerError,
     TranslationError,
+    TranslationInputError,
     TranslationMismatchError,
+    TranslationOptionError,
+    TranslationUnsupportedError,
     UnknownLayerError,
+    UnsupportedModelError,
     UnsupportedOpError,
 )
 from .layout import LayerRef, Translation, to_layout
@@ -33,9 +41,17 @@ __all__ = [
     "LayerRef",
     "TranslationReport",
     "TranslationError",
+    "TranslationInputError",
+    "TranslationOptionError",
     "TranslationMismatchError",
-    "UnknownLayerError",
+    "TranslationUnsupportedError",
+    "UnsupportedModelError",
     "UnsupportedOpError",
+    "UnknownLayerError",
+    "PrunedLayerError",
+    "ConversionError",
+    "MissingDependencyError",
+    "OnnxLoadError",
     "TorchvisionUnavailableError",
 ]
 

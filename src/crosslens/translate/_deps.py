@@ -16,6 +16,15 @@ HINTS = {
 
 
 def require(module: str, purpose: str) -> None:
-    """Raise ImportError with the install command if ``module`` is not importable."""
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{purpose} needs the package {module!r}: {HINTS.get(module, 'pip install ' + module)}")
+    """Raise :class:`MissingDependencyError` (an ``ImportError``) with the install command if
+    ``module`` is not importable."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken parent package / a module without __spec__
+        found = False
+    if not found:
+        from .errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"{purpose} needs the package {module!r}, which is not installed: "
+            f"{HINTS.get(module, 'pip install ' + module)}")

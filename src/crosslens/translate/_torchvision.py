@@ -57,6 +57,9 @@ import sys
 import threading
 import types
 
+from ..core.errors import UnsupportedError as _UnsupportedError
+from .errors import TranslationError as _TranslationError
+
 __all__ = [
     "TorchvisionUnavailableError",
     "TORCHVISION_OPS",
@@ -74,8 +77,9 @@ _LOCK = threading.Lock()
 _STATE: dict = {"modules": {}, "torchvision_ok": None, "error": None}
 
 
-class TorchvisionUnavailableError(ImportError):
-    """A converter that truly needs torchvision was reached while torchvision is unusable."""
+class TorchvisionUnavailableError(_TranslationError, _UnsupportedError, ImportError):
+    """A converter that truly needs torchvision was reached while torchvision is unusable
+    (an :class:`~crosslens.core.errors.UnsupportedError`; an ``ImportError`` as before)."""
 
 
 def _stub_callable(qualname: str):
@@ -180,11 +184,13 @@ def check_graph_supported(onnx_model) -> None:
         return
     for node in onnx_model.graph.node:
         if node.op_type in TORCHVISION_OPS:
-            raise TorchvisionUnavailableError(
+            error = TorchvisionUnavailableError(
                 f"ONNX node {node.name!r} (op {node.op_type}) needs {TORCHVISION_OPS[node.op_type]}, "
                 f"but `import torchvision` failed: {_STATE['error']!r}. Install a torchvision build "
                 "matching your torch version to translate this model."
             )
+            error.node_name, error.op_type = node.name, node.op_type  # to name the user's layer
+            raise error
 
 
 #: alias of :func:`import_with_torchvision`

@@ -21,6 +21,7 @@ large models use ``weights_as_inputs=True`` (see :func:`keras_to_onnx`).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 
@@ -66,9 +67,12 @@ def keras_to_onnx(model, example, *, opset: int = 17, weights_as_inputs: bool = 
     import tf2onnx
 
     if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(
-            "Keras → ONNX export needs the TensorFlow backend (KERAS_BACKEND=tensorflow); "
-            f"current backend: {keras.backend.backend()}"
+        from .errors import TranslationUnsupportedError
+
+        raise TranslationUnsupportedError(
+            f"Keras → PyTorch translation needs the TensorFlow Keras backend (tf2onnx), but the "
+            f"current backend is {keras.backend.backend()!r}: set KERAS_BACKEND=tensorflow before "
+            "importing keras, or explain the model with an implementation for Keras"
         )
     t0 = time.perf_counter()
     example = np.asarray(example)
@@ -136,9 +140,15 @@ def _no_catch_errors():
     key = "TF2ONNX_CATCH_ERRORS"
     old = os.environ.get(key)
     os.environ[key] = "false"
+    # tf2onnx logs rewriters it skips as errors ("rewriter ...: exception ..."): noise for a
+    # user, since a real failure raises and crosslens reports it naming the layer
+    log = logging.getLogger("tf2onnx")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        log.setLevel(level)
         if old is None:
             os.environ.pop(key, None)
         else:

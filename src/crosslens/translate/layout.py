@@ -29,7 +29,10 @@ def normalize_layout(layout: str) -> str:
     try:
         return _ALIASES[str(layout).lower()]
     except KeyError:
-        raise ValueError(f"unknown layout {layout!r}; use 'NCHW' / 'NHWC' (or channels_first / channels_last)") from None
+        from .errors import TranslationOptionError
+
+        raise TranslationOptionError(
+            f"unknown layout {layout!r}; use 'NCHW' / 'NHWC' (or channels_first / channels_last)") from None
 
 
 def layout_perm(src: str, dst: str, rank: int, batched: bool | None = None) -> tuple | None:
@@ -58,6 +61,13 @@ def layout_perm(src: str, dst: str, rank: int, batched: bool | None = None) -> t
 def _transpose(array, perm):
     if perm is None:
         return array
+    shape = tuple(getattr(array, "shape", np.shape(array)))
+    if len(shape) != len(perm):
+        from .errors import TranslationInputError
+
+        raise TranslationInputError(
+            f"cannot reorder the axes of an array of shape {shape} with {tuple(perm)}: it needs rank "
+            f"{len(perm)} (the layer's or model's activation as the framework returns it)")
     if hasattr(array, "permute") and not isinstance(array, np.ndarray):  # torch.Tensor
         return array.permute(*perm)
     if hasattr(array, "numpy") and not isinstance(array, np.ndarray) and not hasattr(array, "transpose"):
@@ -177,14 +187,15 @@ class Translation:
 
     # -- layers ----------------------------------------------------------------------
     def _ref(self, name: str) -> LayerRef:
-        from .errors import UnknownLayerError, TranslationError
+        from .errors import PrunedLayerError, UnknownLayerError
 
-        if name not in self.layer_map:
+        if not isinstance(name, str) or name not in self.layer_map:
             raise UnknownLayerError(name, list(self.layer_map))
         ref = self.layer_map[name]
         if ref.target is None:
-            raise TranslationError(
-                f"layer {name!r} does not influence the model output, so it has no counterpart in the translation"
+            raise PrunedLayerError(
+                f"layer {name!r} does not influence the model output, so it has no counterpart in the "
+                "translation; choose a layer on the path to the output"
             )
         return ref
 

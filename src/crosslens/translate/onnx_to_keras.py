@@ -125,8 +125,8 @@ class _Converter:
         self.opset = {o.domain: o.version for o in model_proto.opset_import}.get("", 13)
 
     # ------------------------------------------------------------------ helpers
-    def unsupported(self, detail=""):
-        raise UnsupportedOpError(self.node.op_type, self.node.name, CONVERTER_NAME, detail)
+    def unsupported(self, detail="", cause=None):
+        raise UnsupportedOpError(self.node.op_type, self.node.name, CONVERTER_NAME, detail) from cause
 
     def uname(self, base: str) -> str:
         base = _sanitize(base)
@@ -202,18 +202,12 @@ class _Converter:
             self.values[inp.name] = KVal(t, perm, name)
         for node in self.graph.node:
             self.node = node
-            fn = getattr(self, "op_" + node.op_type, None)
-            if node.domain not in ("", "ai.onnx"):
-                self.unsupported(f"custom domain {node.domain!r}")
-            ins = [self.get(n) for n in node.input]
-            if ins and all(v is None or _is_const(v) for v in ins) and node.op_type not in ("Shape",):
-                outs = self.fold(node, ins)
-            elif not ins and node.op_type == "Constant":
-                outs = self.fold(node, ins)
-            elif fn is None:
-                self.unsupported()
-            else:
-                outs = fn(node, ins, _attrs(node))
+            try:
+                outs = self.convert_node(node)
+            except UnsupportedOpError:
+                raise
+            except Exception as exc:  # a Keras layer rejected the arguments: still name the node
+                self.unsupported(f"{type(exc).__name__}: {exc}", cause=exc)
             if not isinstance(outs, (list, tuple)):
                 outs = [outs]
             for name, val in zip(node.output, outs):
@@ -233,6 +227,19 @@ class _Converter:
             inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs, name=self.name
         )
         return model
+
+    def convert_node(self, node):
+        fn = getattr(self, "op_" + node.op_type, None)
+        if node.domain not in ("", "ai.onnx"):
+            self.unsupported(f"custom domain {node.domain!r}")
+        ins = [self.get(n) for n in node.input]
+        if ins and all(v is None or _is_const(v) for v in ins) and node.op_type not in ("Shape",):
+            return self.fold(node, ins)
+        if not ins and node.op_type == "Constant":
+            return self.fold(node, ins)
+        if fn is None:
+            self.unsupported()
+        return fn(node, ins, _attrs(node))
 
     # ------------------------------------------------------------ const fold
     def fold(self, node, ins):
@@ -299,7 +306,7 @@ class _Converter:
         else:
             err = None
         if any(_has_dyn(x) for x in ins if x is not None):
-            self.unsupported(f"shape arithmetic with the dynamic batch size ({err})")
+            self.unsupported("shape arithmetic with the dynamic batch size" + (f" ({err})" if err else ""))
         return self._reference_eval(node, ins)
 
     def _reference_eval(self, node, ins):

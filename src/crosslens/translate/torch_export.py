@@ -46,7 +46,8 @@ def torch_to_onnx(model, example, *, opset: int = 18):
 def _export(model, x, opset, sink, t0):
     import torch
 
-    errors = []
+    errors = []  # one line per failed exporter, for the report
+    failed = []  # (exporter, exception)
     proto = None
     method = None
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
@@ -66,7 +67,10 @@ def _export(model, x, opset, sink, t0):
             proto = prog.model_proto
             method = f"torch.onnx.export(dynamo=True, optimize=False, opset={opset})"
         except Exception as exc:  # pragma: no cover - depends on the model
-            errors.append(f"dynamo exporter: {type(exc).__name__}: {exc}"[:2000])
+            from .locate import cause_of
+
+            failed.append(("dynamo exporter", exc))
+            errors.append(f"dynamo exporter: {cause_of(exc)}")
         if proto is None:
             buf = io.BytesIO()
             try:
@@ -86,9 +90,10 @@ def _export(model, x, opset, sink, t0):
                 proto = onnx.load_from_string(buf.getvalue())
                 method = f"torch.onnx.export(dynamo=False, opset={min(opset, 17)})"
             except Exception as exc:
-                errors.append(f"TorchScript exporter: {type(exc).__name__}: {exc}"[:2000])
-                from .errors import TranslationError
+                from .locate import failure
 
-                raise TranslationError("PyTorch → ONNX export failed:\n" + "\n".join(errors)) from exc
+                failed.append(("TorchScript exporter", exc))
+                raise failure(failed, model=model, source="torch", target="keras", stage="export",
+                              what="the PyTorch → ONNX export") from exc
     info = {"export_method": method, "export_seconds": time.perf_counter() - t0, "export_errors": errors}
     return proto, info

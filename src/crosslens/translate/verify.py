@@ -20,18 +20,49 @@ DEFAULT_TOLERANCE = {"output": 1e-4, "gradient": 1e-1, "cosine": 0.999}
 
 
 def normalize_tolerance(tolerance) -> dict:
-    """``None`` → defaults; a float sets the output bound only; a dict overrides the given keys."""
+    """``None`` → defaults; a float sets the output bound only; a dict overrides the given keys.
+
+    Raises :class:`~crosslens.translate.errors.TranslationOptionError` for unknown keys and for
+    values that are not numbers in range (relative errors ≥ 0, cosine in [-1, 1]).
+    """
     out = dict(DEFAULT_TOLERANCE)
     if tolerance is None:
         return out
     if isinstance(tolerance, dict):
         unknown = set(tolerance) - set(out)
         if unknown:
-            raise ValueError(f"unknown tolerance keys {sorted(unknown)}; use {sorted(out)}")
-        out.update({k: float(v) for k, v in tolerance.items()})
+            raise _option_error(f"unknown tolerance keys {sorted(map(str, unknown))}; use {sorted(out)}, "
+                                "e.g. tolerance={'output': 1e-4, 'gradient': 1e-1, 'cosine': 0.999}")
+        out.update({k: _bound(k, v) for k, v in tolerance.items()})
         return out
-    out["output"] = float(tolerance)
+    out["output"] = _bound("output", tolerance)
     return out
+
+
+def _option_error(message: str):
+    from .errors import TranslationOptionError
+
+    return TranslationOptionError(message)
+
+
+def _bound(key: str, value) -> float:
+    """``value`` as a float bound for ``key``, or a clear error."""
+    number = None
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None or not np.isfinite(number):
+        raise _option_error(f"tolerance {key!r} must be a finite number, got {value!r} "
+                            f"(default {DEFAULT_TOLERANCE[key]})")
+    if key == "cosine" and not -1.0 <= number <= 1.0:
+        raise _option_error(f"tolerance 'cosine' is a minimum cosine in [-1, 1], got {value!r} "
+                            f"(default {DEFAULT_TOLERANCE[key]})")
+    if key != "cosine" and number < 0:
+        raise _option_error(f"tolerance {key!r} bounds a relative error and must be >= 0, got "
+                            f"{value!r} (default {DEFAULT_TOLERANCE[key]})")
+    return number
 
 
 def metrics(a, b, floor: float = 0.0) -> Metrics:
@@ -122,7 +153,11 @@ def run_keras(model, x: np.ndarray, masks_fn):
         out_np = np.asarray(out)
         grads = [np.asarray(vjp(jnp.asarray(m, dtype=out.dtype))[0]) for m in masks_fn(out_np)]
         return out_np, grads
-    raise NotImplementedError(f"Keras backend {backend!r}")
+    from .errors import TranslationUnsupportedError
+
+    raise TranslationUnsupportedError(
+        f"translation does not support the Keras backend {backend!r}: use KERAS_BACKEND=tensorflow, "
+        "torch or jax")
 
 
 def make_probes(example: np.ndarray, probes: int, seed: int):
