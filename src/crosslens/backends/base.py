@@ -3,7 +3,9 @@
 A backend wraps one user model and implements, natively in the model's framework:
 
 - :meth:`Backend.prepare` / :meth:`Backend.restore`: user array <-> native tensor on the
-  model's device (validating layout, rank and values on the way in);
+  model's device (validating layout, rank, dtype and values on the way in); several
+  inputs are flattened into one batch (:mod:`crosslens.core.structure`), integer ids are
+  kept as they are;
 - :meth:`Backend.forward`: model outputs, without gradients;
 - :meth:`Backend.gradient`: gradient of a target score w.r.t. the input or a named layer,
   optionally under a ReLU rule (``"guided"``, ``"deconv"``), capturing named layers'
@@ -17,7 +19,11 @@ arithmetic operators (``+ - * /`` with broadcasting) and the :class:`ArrayOps` f
 Every primitive is chunked to the memory budget in :meth:`Backend.session` and, on a
 CPU, to the smaller passes that run faster there (:meth:`Backend.pass_size`); the model
 is left exactly as it was (mode, ``requires_grad``, hooks, patched attributes) when the
-session ends, also when it ends with an error.
+session ends, also when it ends with an error. A session holds the model's lock, so calls
+on one model are serialized. Outputs, scores, gradients and activations are checked for
+NaN / infinity in every pass (:meth:`Backend.check_finite`), naming the first layer that
+produces them. Layers that run several times per pass are addressed per call,
+``"name#k"`` (:meth:`Backend.resolve_layer`).
 """
 from __future__ import annotations
 

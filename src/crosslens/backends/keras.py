@@ -206,10 +206,9 @@ class KerasBackend(Backend):
 
     @property
     def layout(self) -> str | None:
-        for layer in self._layers.values():
-            fmt = getattr(layer, "data_format", None)
-            if fmt in ("channels_first", "channels_last") and "conv" in type(layer).__name__.lower():
-                return fmt
+        fmt = self._conv_format()
+        if fmt is not None:
+            return fmt
         shape = self._input_shape()
         return "channels_last" if shape is not None and len(shape) == 4 else None
 
@@ -228,11 +227,13 @@ class KerasBackend(Backend):
         return self.layer_layout if rank >= 3 else None
 
     def _conv_format(self) -> str | None:
-        for layer in self._layers.values():
-            fmt = getattr(layer, "data_format", None)
-            if fmt in ("channels_first", "channels_last") and "conv" in type(layer).__name__.lower():
-                return fmt
-        return None
+        """The data format of the model's convolutions (``None`` without any)."""
+        if not hasattr(self, "_format"):
+            self._format = next(
+                (layer.data_format for layer in self._layers.values()
+                 if getattr(layer, "data_format", None) in ("channels_first", "channels_last")
+                 and "conv" in type(layer).__name__.lower()), None)
+        return self._format
 
     def layer_names(self) -> list[str]:
         return list(self._layers)

@@ -1,6 +1,8 @@
 """PyTorch backend: any ``torch.nn.Module`` (eager or TorchScript), on its own device.
 
-- Layers are the module's dotted ``named_modules()`` paths (``"blocks.3.conv"``).
+- Layers are the module's dotted ``named_modules()`` paths (``"blocks.3.conv"``; those of
+  the original module for a ``torch.compile``'d one), ``"name#k"`` for the ``k``-th call
+  of a module that runs several times.
 - Activations and layer gradients use forward hooks registered for one pass and removed
   in ``finally``. For a gradient w.r.t. a layer the hooked output is detached and made a
   leaf, so the backward pass stops there (cheaper, and it does not need the input or the
