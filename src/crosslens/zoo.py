@@ -51,15 +51,23 @@ def load_image(name_or_path: str, size: int = 224) -> np.ndarray:
     ``name_or_path`` is a file path or the name of a scikit-image sample (``"chelsea"``,
     ``"coffee"``, ``"astronaut"``, ...).
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
+
+    from .core.errors import InputError
 
     if os.path.isfile(name_or_path):
-        image = Image.open(name_or_path).convert("RGB")
+        try:
+            image = Image.open(name_or_path).convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise InputError(f"cannot read {name_or_path!r} as an image ({error}); give a "
+                             "PNG / JPEG file or a scikit-image sample name") from error
     else:
         import skimage.data
-        loader = getattr(skimage.data, name_or_path, None)
-        if loader is None:
-            raise FileNotFoundError(f"no file or scikit-image sample named {name_or_path!r}")
+        loader = getattr(skimage.data, name_or_path, None) \
+            if name_or_path.isidentifier() else None
+        if loader is None or name_or_path.startswith("_"):
+            raise InputError(f"no image file or scikit-image sample named {name_or_path!r}; "
+                             "give a path to an image or a sample name such as 'chelsea'")
         image = Image.fromarray(loader()).convert("RGB")
     # The whole photo squeezed to a square: the preprocessing under which the demo's
     # reference predictions (285 "Egyptian cat" 0.77, 967 "espresso" 0.90) were checked.

@@ -97,6 +97,19 @@ def test_cli_prints_load_errors_without_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("crosslens: error: cannot import")
     assert "Traceback" not in err
+    (tmp_path / "notes.png").write_text("not an image")
+    for image in (str(tmp_path / "notes.png"), "no_such_sample"):
+        code = main(["explain", f"{tmp_path / 'robust_cli.py'}:build", image])
+        err = capsys.readouterr().err
+        assert code == 2 and "crosslens: error:" in err and "Traceback" not in err, err
+        assert "image" in err
+
+
+@pytest.fixture(autouse=True)
+def _cli_factory(tmp_path):
+    (tmp_path / "robust_cli.py").write_text(
+        "import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Flatten(),"
+        " torch.nn.Linear(3 * 224 * 224, 2)).eval()\n")
 
 
 # --- translation --------------------------------------------------------------------------
