@@ -32,6 +32,10 @@ NOT_IN_GRID = {"activations", "feature_ablation", "internal_influence", "conduct
                "channel_mask"}
 ACTIVATION_LAYER = "_blocks.15"
 GRID_COLUMNS = 6
+SAMPLE_NAMES = ("chelsea.png", "coffee.png")
+REPORT_STYLE = ("table.crosslens-legend{border-collapse:collapse;font:13px sans-serif;"
+                "margin:1em 0}table.crosslens-legend td,table.crosslens-legend th{border:1px "
+                "solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}")
 
 
 def demo_methods() -> list[str]:
@@ -43,6 +47,44 @@ def demo_methods() -> list[str]:
             and row["family"] not in ("layer",)]
 
 
+def method_grid(display: np.ndarray, maps: dict[str, np.ndarray], photo_titles: list[str],
+                columns: int = GRID_COLUMNS):
+    """The grid of overlays (one block of rows per photo) and the scale of each map.
+
+    Parameters
+    ----------
+    display
+        Photos ``(N, H, W, 3)`` in ``[0, 1]``.
+    maps
+        Per method, its ``(N, H, W)`` maps (``Explanation.image_maps()``).
+    photo_titles
+        Title of each photo's first cell.
+    columns
+        Cells per row.
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, dict[str, list[crosslens.viz.DisplayScale]])
+        The figure, with a colour bar per overlay, and per method the display scale
+        of each photo's map (``scale="auto"``: min-max for maps with an offset such as
+        RISE's, Captum's percentile clipping otherwise), for the report's legend.
+    """
+    from crosslens.viz import Cell, cell_scale, figure_grid
+
+    # Resolve each map's scale once, so the grid and the legend show the same one.
+    scales = {m: [cell_scale(Cell("overlay", image=image, attribution=maps[m][i]))
+                  for i, image in enumerate(display)] for m in maps}
+    cells, titles = [], []
+    for i, image in enumerate(display):
+        block = [image] + [Cell("overlay", image=image, attribution=maps[m][i], scale=scales[m][i])
+                           for m in maps]
+        names = [photo_titles[i]] + list(maps)
+        padding = -len(block) % columns
+        cells += block + [None] * padding
+        titles += names + [None] * padding
+    return figure_grid(cells, titles=titles, ncols=columns, colorbar=True), scales
+
+
 def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
         featurevis: bool = True) -> dict[str, Any]:
     """Run the demo; returns what it computed (for tests and notebooks)."""
@@ -51,7 +93,7 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
     import crosslens as cl
     from crosslens import zoo
     from crosslens.featurevis.demo import run_demo
-    from crosslens.viz import figure_grid, figure_html, png_data_uri, save_figure
+    from crosslens.viz import figure_html, png_data_uri, save_figure, scale_legend_html
 
     os.makedirs(out_dir, exist_ok=True)
     model = zoo.efficientnet_lite0()
@@ -60,11 +102,11 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
     with torch.no_grad():
         probabilities = torch.softmax(model(torch.as_tensor(x)), dim=1).numpy()
     top1 = probabilities.argmax(axis=1)
-    for name, row in zip(("chelsea.png", "coffee.png"), probabilities):
+    for name, row in zip(SAMPLE_NAMES, probabilities):
         top5 = row.argsort()[::-1][:5]
         log(f"{name}: " + ", ".join(f"{i} {labels[i]!r} {row[i]:.3f}" for i in top5))
 
-    maps, timings, skipped = {}, {}, {}
+    maps, timings, skipped, info = {}, {}, {}, {}
     for method in methods or demo_methods():
         start = time.perf_counter()
         options = dict(DEMO_OPTIONS.get(method, {}))
@@ -75,21 +117,13 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
             log(f"  {method:<24} skipped: {error}")
             continue
         timings[method] = time.perf_counter() - start
-        maps[method] = exp.image_maps()
+        maps[method], info[method] = exp.image_maps(), exp.info
         log(f"  {method:<24} {timings[method]:6.1f} s")
-    methods = list(maps)
 
-    from crosslens.viz import overlay
     # One block of rows per photo, GRID_COLUMNS cells wide: the photo, then each method.
-    cells, titles = [], []
-    for i in range(len(x)):
-        label = f"{top1[i]} {labels[top1[i]].split(',')[0]} ({probabilities[i, top1[i]]:.2f})"
-        block = [display[i]] + [overlay(display[i], maps[m][i]) for m in methods]
-        names = [label] + methods
-        padding = -len(block) % GRID_COLUMNS
-        cells += block + [None] * padding
-        titles += names + [None] * padding
-    figure = figure_grid(cells, titles=titles, ncols=GRID_COLUMNS)
+    photo_titles = [f"{top1[i]} {labels[top1[i]].split(',')[0]} ({probabilities[i, top1[i]]:.2f})"
+                    for i in range(len(x))]
+    figure, scales = method_grid(display, maps, photo_titles)
     grid_path = save_figure(figure, os.path.join(out_dir, "methods.png"))
     acts = cl.explain(model, x, "activations", layer=ACTIVATION_LAYER)
     act_path = acts.save(os.path.join(out_dir, "activations.png"))
@@ -105,9 +139,13 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
     report = os.path.join(out_dir, "report.html")
     with open(report, "w") as handle:
         handle.write("<!doctype html><meta charset='utf-8'><title>crosslens demo</title>"
+                     f"<style>{REPORT_STYLE}</style>"
                      "<h1>crosslens demo: EfficientNet-Lite0</h1>")
-        handle.write(figure_html(figure, caption="Attributions for the top-1 class; red "
-                                 "positive, blue negative"))
+        handle.write(figure_html(figure, caption="Attributions for the top-1 class. Each map "
+                                 "is scaled on its own; its colour bar shows the value range "
+                                 "mapped, and the legend below what the colours mean."))
+        handle.write(scale_legend_html(scales, sample_names=SAMPLE_NAMES[:len(x)],
+                                       caption="What the colours mean, per method"))
         handle.write(figure_html(acts.figure(), caption=f"Activations of {ACTIVATION_LAYER}"))
         if featurevis:
             with open(featurevis["figure"], "rb") as png:
@@ -117,7 +155,7 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
     log(f"wrote {grid_path}, {act_path}" + (f", {featurevis['figure']}" if featurevis else "")
         + f" and {report}")
     return {"top1": top1, "probabilities": probabilities, "maps": maps, "timings": timings,
-            "skipped": skipped, "grid": str(grid_path), "report": report,
+            "skipped": skipped, "info": info, "scales": scales, "grid": str(grid_path), "report": report,
             "featurevis": featurevis}
 
 

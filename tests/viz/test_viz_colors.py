@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crosslens.viz import heatmap_rgba, heatmap_scale, normalize, reduce_channels, to_display_image
+from crosslens.viz import heatmap_rgba, normalize, outlier_threshold, reduce_channels, to_display_image
 
 KNOWN = np.array([[[1.0, -2.0, 2.0], [3.0, -4.0, 0.0]]])  # shape (1, 2, 3)
 
@@ -86,7 +86,7 @@ def test_to_display_image():
 
 def test_signed_heatmap_colors():
     m = np.array([[0.0, 2.0, -2.0, 1.0]])
-    rgba = heatmap_rgba(m, signed=True, clip_percentile=100)
+    rgba = heatmap_rgba(m, signed=True, scale="max_abs")
     np.testing.assert_allclose(rgba[0, 0], [1.0, 1.0, 1.0, 0.0])  # zero: white, transparent
     r, g, b, a = rgba[0, 1]
     assert r > 0.9 and g < 0.1 and b < 0.1 and a == 1.0  # positive: red
@@ -100,16 +100,24 @@ def test_absolute_heatmap_uses_magnitude():
     from matplotlib import colormaps
 
     m = np.array([[0.0, -4.0, 4.0]])
-    rgba = heatmap_rgba(m, signed=False, clip_percentile=100)
+    rgba = heatmap_rgba(m, signed=False, scale="max_abs")
     np.testing.assert_allclose(rgba[0, 1], rgba[0, 2])  # sign ignored
     np.testing.assert_allclose(rgba[0, 2, :3], colormaps["inferno"](1.0)[:3])
     assert rgba[0, 0, 3] == 0.0 and rgba[0, 2, 3] == 1.0
 
 
-def test_heatmap_percentile_saturates_outliers_and_sparse_fallback():
+def test_heatmap_percentile_saturates_outliers_and_sparse_maps():
     m = np.zeros((20, 20))
-    m[0, 0] = 5.0  # < 0.5 % of pixels non-zero: percentile is 0, fall back to max
-    assert heatmap_scale(m) == 5.0
+    m[0, 0] = 5.0  # a single non-zero pixel holds all the mass: it sets the scale
+    assert outlier_threshold(m) == 5.0
     rgba = heatmap_rgba(m, signed=True)
     assert rgba[0, 0, 3] == 1.0 and rgba[1, 1, 3] == 0.0
+    m[0, 1] = 1000.0  # an outlier holding more than 2 % of the mass sets the scale
+    assert outlier_threshold(m, 0.0) == 1000.0 and outlier_threshold(m, 2.0) == 1000.0
+    bulk = np.linspace(1.0, 2.0, 3600).reshape(60, 60)
+    bulk[0, 0] = 50.0  # holds < 1 % of the mass: clipped, so it cannot wash out the bulk
+    t = outlier_threshold(bulk, 2.0)
+    assert 1.9 < t < 2.0
+    alpha = heatmap_rgba(bulk, signed=True)[..., 3]
+    assert alpha[0, 0] == 1.0 and alpha[1:30].max() < 1.0
     assert np.all(np.isfinite(heatmap_rgba(np.zeros((3, 3)), signed=True)))

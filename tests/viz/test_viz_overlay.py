@@ -28,7 +28,7 @@ def test_zero_map_float_and_gray_images():
 def test_saturated_pixels_take_colormap_color():
     img = np.full((2, 2, 3), 128, dtype=np.uint8)
     m = np.array([[3.0, -3.0], [0.0, 0.0]])
-    out = overlay(img, m, alpha=1.0, clip_percentile=100)
+    out = overlay(img, m, alpha=1.0, scale="max_abs")
     np.testing.assert_array_equal(out[0, 0], [255, 0, 0])
     np.testing.assert_array_equal(out[0, 1], [0, 0, 255])
     np.testing.assert_array_equal(out[1], img[1])

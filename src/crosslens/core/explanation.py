@@ -47,23 +47,34 @@ class Explanation(Drawable):
     info: dict[str, Any] = field(default_factory=dict)
 
     # --- data ---------------------------------------------------------------------
-    def numpy(self) -> np.ndarray:
-        """Attributions as a numpy array, in the input's layout."""
+    def numpy(self) -> Any:
+        """Attributions as a numpy array, in the input's layout (for several inputs, the
+        same tuple / list / dict of numpy arrays)."""
+        if isinstance(self.attributions, dict):
+            return {k: to_numpy(v) for k, v in self.attributions.items()}
+        if isinstance(self.attributions, (tuple, list)):
+            return type(self.attributions)(to_numpy(v) for v in self.attributions)
         return to_numpy(self.attributions)
 
     def image_maps(self, reduce: str = "sum") -> np.ndarray:
         """Attributions as ``(N, H, W)`` maps for display, channels reduced by ``reduce``.
 
         Maps that are already 2-D per sample (CAMs, or attributions computed with
-        ``reduce_channels=``) are returned as they are.
+        ``reduce_channels=``) are returned as they are. Attributions that are exactly
+        equal in every channel, for every sample, are one map broadcast over the
+        channels (RISE, occlusion and feature ablation with full-depth windows): they
+        are reduced as that single channel, so ``"sum"`` gives the map itself, not
+        ``C`` times it (``"l2"`` / ``"abs_sum"`` give its absolute value).
         """
-        from ..viz import reduce_channels
+        from ..viz import is_channel_broadcast, reduce_channels
 
         attr = to_numpy(self.attributions).astype(np.float64)
         if attr.ndim == 3:
             return attr  # (N, H, W) maps
         if attr.ndim == 4:
             attr = to_channels_last(attr, self.layout)
+            if is_channel_broadcast(attr):  # one map per sample, copied over channels
+                attr = attr[..., :1]
             return np.stack([reduce_channels(a, reduce) for a in attr])
         raise ValueError(f"attributions of shape {attr.shape} are not image maps")
 
@@ -73,19 +84,48 @@ class Explanation(Drawable):
 
     # --- seeing -------------------------------------------------------------------
     def figure(self, *, reduce: str = "sum", signed: bool | None = None,
-               cmap: str | None = None, alpha: float = 0.6, labels: Any = None):
-        """A matplotlib figure: each input next to its attribution overlay."""
+               cmap: str | None = None, alpha: float = 0.6, labels: Any = None,
+               scale: str = "auto", outlier_perc: float = 2.0, colorbar: bool = True):
+        """A matplotlib figure: each input next to its attribution overlay.
+
+        Parameters
+        ----------
+        reduce
+            Channel reduction of :meth:`image_maps`.
+        signed
+            Diverging (True: zero at the neutral colour) or sequential (False)
+            colours; None decides from each map.
+        cmap
+            Colormap name (default ``"bwr"`` signed, ``"inferno"`` unsigned).
+        alpha
+            Opacity of the overlay where the display saturates.
+        labels
+            Class names, indexed by target class, for the row titles.
+        scale
+            Display scaling per map (``crosslens.viz.display_scale``): ``"auto"``
+            (min-max for a map with an offset, such as RISE's, else
+            ``"percentile"``), ``"percentile"`` (Captum's ``outlier_perc`` clipping),
+            ``"max_abs"`` or ``"minmax"``. Only the display changes, never
+            :attr:`attributions`.
+        outlier_perc
+            Percent of the ``|a|`` mass that saturates with ``"percentile"``
+            (Captum's default 2).
+        colorbar
+            Show a colour bar with the value range mapped to colours.
+        """
         if self.method == "activations":
             return self._activation_figure()
-        from ..viz import figure_grid, overlay
+        from ..viz import Cell, figure_grid
 
         maps, images = self.image_maps(reduce), self.images()
         cells, row_titles = [], []
         for i, (image, amap) in enumerate(zip(images, maps)):
-            cells.append([image, overlay(image, amap, signed=signed, cmap=cmap, alpha=alpha)])
+            cells.append([image, Cell("overlay", image=image, attribution=amap, signed=signed,
+                                      cmap=cmap, alpha=alpha, scale=scale,
+                                      outlier_perc=outlier_perc)])
             row_titles.append(_label(self.target, i, labels))
         return figure_grid(cells, titles=None, row_titles=row_titles,
-                           col_titles=["input", self.method])
+                           col_titles=["input", self.method], colorbar=colorbar)
 
     def _activation_figure(self):
         from ..viz import activation_grid, figure_grid
@@ -99,10 +139,19 @@ class Explanation(Drawable):
         return f"{self.method} — target {self.target}"
 
     def __repr__(self) -> str:
-        shape = tuple(getattr(self.attributions, "shape", ()))
-        kind = type(self.attributions).__module__.split(".")[0]
+        def describe(value: Any) -> str:
+            kind = type(value).__module__.split(".")[0]
+            return f"{kind} array of shape {tuple(getattr(value, 'shape', ()))}"
+
+        values = self.attributions
+        if isinstance(values, dict):
+            text = "{" + ", ".join(f"{k!r}: {describe(v)}" for k, v in values.items()) + "}"
+        elif isinstance(values, (tuple, list)):
+            text = "(" + ", ".join(describe(v) for v in values) + ")"
+        else:
+            text = describe(values)
         return (f"Explanation(method={self.method!r}, target={self.target!r}, "
-                f"attributions={kind} array of shape {shape}"
+                f"attributions={text}"
                 + (f", layer={self.layer!r}" if self.layer else "") + ")")
 
 

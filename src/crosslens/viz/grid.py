@@ -16,13 +16,20 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .colors import _get_cmap, heatmap_scale, to_display_image
-from .overlay import is_signed, overlay, prepare_map
+from .colors import (
+    DEFAULT_OUTLIER_PERC,
+    DisplayScale,
+    _get_cmap,
+    _tick,
+    display_scale,
+    to_display_image,
+)
+from .overlay import overlay, prepare_map
 
 if TYPE_CHECKING:  # only for annotations; matplotlib is imported lazily
     from matplotlib.figure import Figure
 
-__all__ = ["Cell", "figure_grid", "save_figure", "figure_to_png_bytes", "show"]
+__all__ = ["Cell", "cell_scale", "figure_grid", "save_figure", "figure_to_png_bytes", "show"]
 
 _KINDS = ("image", "overlay", "heatmap")
 
@@ -42,8 +49,9 @@ class Cell:
         "heatmap"); resized to the image for overlays.
     title : str, optional
         Cell title (used when ``figure_grid(titles=...)`` gives none).
-    signed, cmap, alpha, reduce, clip_percentile
-        As in :func:`crosslens.viz.overlay`.
+    signed, cmap, alpha, reduce, scale, outlier_perc
+        As in :func:`crosslens.viz.overlay`; ``scale`` may be a resolved
+        :class:`crosslens.viz.DisplayScale` (e.g. one also used for a legend).
     """
 
     kind: str
@@ -54,7 +62,8 @@ class Cell:
     cmap: Any = None
     alpha: float = 0.6
     reduce: str = "sum"
-    clip_percentile: float = 99.5
+    scale: Union[str, DisplayScale] = "auto"
+    outlier_perc: float = DEFAULT_OUTLIER_PERC
 
 
 CellLike = Union[Cell, Mapping[str, Any], tuple, np.ndarray, None]
@@ -130,6 +139,19 @@ def _clear_axes(ax: Any) -> None:
         spine.set_visible(False)
 
 
+def cell_map(cell: Cell) -> np.ndarray:
+    """The ``(H, W)`` map a heatmap/overlay cell shows (reduced, resized to its image)."""
+    if cell.kind == "overlay":
+        return prepare_map(cell.attribution, np.shape(cell.image)[:2], cell.reduce)
+    return prepare_map(cell.attribution, None, cell.reduce)
+
+
+def cell_scale(cell: Cell) -> DisplayScale:
+    """The :class:`DisplayScale` a heatmap/overlay cell is drawn with."""
+    return display_scale(cell_map(cell), cell.scale, outlier_perc=cell.outlier_perc,
+                         signed=cell.signed)
+
+
 def _draw_cell(fig: Any, ax: Any, cell: Cell, colorbar: bool) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -143,35 +165,31 @@ def _draw_cell(fig: Any, ax: Any, cell: Cell, colorbar: bool) -> None:
         return
     if cell.attribution is None:
         raise ValueError(f"a {cell.kind!r} cell needs attribution=")
+    if cell.kind == "overlay" and cell.image is None:
+        raise ValueError("an 'overlay' cell needs image=")
 
+    m = cell_map(cell)
+    ds = display_scale(m, cell.scale, outlier_perc=cell.outlier_perc, signed=cell.signed)
+    cm = _get_cmap(cell.cmap, ds.signed)
     if cell.kind == "overlay":
-        if cell.image is None:
-            raise ValueError("an 'overlay' cell needs image=")
-        img = np.asarray(cell.image)
-        m = prepare_map(cell.attribution, img.shape[:2], cell.reduce)
+        ax.imshow(overlay(cell.image, m, cmap=cm, alpha=cell.alpha, scale=ds))
     else:
-        m = prepare_map(cell.attribution, None, cell.reduce)
-    signed = is_signed(m) if cell.signed is None else bool(cell.signed)
-    scale = heatmap_scale(m, cell.clip_percentile) or 1.0
-    cm = _get_cmap(cell.cmap, signed)
-    norm = Normalize(-scale, scale) if signed else Normalize(0.0, scale)
-
-    if cell.kind == "overlay":
-        ax.imshow(
-            overlay(
-                cell.image, m, signed=signed, cmap=cm, alpha=cell.alpha,
-                clip_percentile=cell.clip_percentile,
-            )
-        )
-    else:
-        ax.imshow(m if signed else np.abs(m), cmap=cm, norm=norm)
+        ax.imshow(ds.position(m), cmap=cm, norm=Normalize(0.0, 1.0))
     if colorbar:
+        # The bar spans exactly the range the colours were mapped from (values
+        # beyond it saturate); ticks at its ends (and zero for signed maps).
+        lo, hi = ds.vmin, ds.vmax
+        if hi <= lo:  # all-zero or constant map: a nominal range, ticks still say the value
+            hi = lo + (abs(lo) or 1.0)
         # An inset in axes coordinates follows the image box after aspect
         # adjustment, so the bar is exactly as tall as the picture.
         cax = ax.inset_axes((1.03, 0.0, 0.05, 1.0))
-        cb = fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax)
+        cb = fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cm), cax=cax)
+        ticks = ds.ticks()
+        cb.set_ticks(ticks, labels=[_tick(t) for t in ticks])
         cb.ax.tick_params(labelsize=7)
-        cb.formatter.set_powerlimits((-2, 3))
+        cb.set_label(("|a|, " if ds.shows_magnitude else "") + ds.short(), fontsize=6,
+                     labelpad=1)
 
 
 def figure_grid(
@@ -213,8 +231,10 @@ def figure_grid(
     cell_size : float, default 2.6
         Size of one cell in inches.
     colorbar : bool, default False
-        Add a colorbar (in raw attribution units) next to heatmap and overlay
-        cells.
+        Add a colour bar next to heatmap and overlay cells, in raw attribution
+        units, spanning exactly the range mapped to colours (see
+        :func:`crosslens.viz.display_scale`), labelled with its ends and the
+        scaling rule.
 
     Returns
     -------

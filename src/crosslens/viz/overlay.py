@@ -7,35 +7,18 @@ from typing import Any, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .colors import heatmap_rgba, reduce_channels, to_display_image
+from .colors import (
+    DEFAULT_OUTLIER_PERC,
+    DisplayScale,
+    heatmap_rgba,
+    is_channel_broadcast,
+    is_signed,
+    reduce_channels,
+    to_display_image,
+)
 from .resize import resize_bilinear
 
 __all__ = ["is_signed", "prepare_map", "overlay"]
-
-# A map counts as signed when its negative mass exceeds this fraction of its
-# positive mass: tiny negative noise (e.g. float error in a ReLU-ed Grad-CAM)
-# should not switch the display to a diverging colormap.
-SIGNED_MASS_RATIO = 0.01
-
-
-def is_signed(attr: ArrayLike) -> bool:
-    """Whether an attribution has material mass of both signs.
-
-    Parameters
-    ----------
-    attr : array_like
-        Attribution of any shape.
-
-    Returns
-    -------
-    bool
-        True when ``sum |a| over a < 0`` is more than 1 % of ``sum a over
-        a > 0`` (an all-negative map counts as signed).
-    """
-    a = np.nan_to_num(np.asarray(attr, dtype=np.float64))
-    pos = float(a[a > 0].sum())
-    neg = float(-a[a < 0].sum())
-    return neg > SIGNED_MASS_RATIO * pos if neg > 0 else False
 
 
 def prepare_map(
@@ -51,14 +34,20 @@ def prepare_map(
         Target ``(H, W)``; resized bilinearly (half-pixel centers) if it
         differs from ``(h, w)``.
     reduce : str, default "sum"
-        Channel reduction, see :func:`crosslens.viz.reduce_channels`.
+        Channel reduction, see :func:`crosslens.viz.reduce_channels`. A map that
+        is identical in every channel (one map broadcast over the channels, as
+        RISE and occlusion give) is reduced as one channel, not summed
+        (:func:`crosslens.viz.is_channel_broadcast`).
 
     Returns
     -------
     numpy.ndarray
         ``float64`` map of shape ``(H, W)``.
     """
-    m = reduce_channels(attribution, reduce)
+    a = np.asarray(attribution)
+    if a.ndim == 3 and is_channel_broadcast(a):
+        a = a[..., :1]
+    m = reduce_channels(a, reduce)
     if shape is not None and m.shape != tuple(shape[:2]):
         m = resize_bilinear(m, tuple(shape[:2]))
     return m
@@ -72,7 +61,8 @@ def overlay(
     cmap: Union[str, Any, None] = None,
     alpha: float = 0.6,
     reduce: str = "sum",
-    clip_percentile: float = 99.5,
+    scale: Union[str, DisplayScale] = "auto",
+    outlier_perc: float = DEFAULT_OUTLIER_PERC,
 ) -> np.ndarray:
     """Blend an attribution heatmap over an image.
 
@@ -83,21 +73,26 @@ def overlay(
         ``uint8`` is read as ``[0, 255]``, other dtypes are min/max rescaled.
     attribution : array_like
         Raw attribution ``(h, w)`` or ``(h, w, C)``. Channels are reduced with
-        ``reduce``; a different spatial size is upsampled bilinearly
-        (``align_corners=False``) to ``(H, W)``.
+        ``reduce`` (see :func:`prepare_map`); a different spatial size is
+        upsampled bilinearly (``align_corners=False``) to ``(H, W)``.
     signed : bool, optional
-        Diverging (True) or magnitude (False) coloring. ``None`` decides from
-        the data with :func:`is_signed`.
+        Diverging (True) or sequential (False) coloring. ``None`` decides from
+        the data (:func:`crosslens.viz.display_scale`).
     cmap : str or matplotlib.colors.Colormap, optional
-        Colormap; defaults to ``"bwr"`` (signed) or ``"inferno"`` (absolute).
+        Colormap; defaults to ``"bwr"`` (signed) or ``"inferno"`` (unsigned).
     alpha : float, default 0.6
-        Opacity of the heatmap where the attribution saturates; the per-pixel
-        opacity is ``alpha * sqrt(min(|a| / scale, 1))``, so zero attribution leaves
-        the image untouched.
+        Opacity of the heatmap where the display saturates; the per-pixel
+        opacity is ``alpha * sqrt(u)`` with ``u`` the scaled magnitude in
+        ``[0, 1]``, so zero attribution leaves the image untouched.
     reduce : str, default "sum"
         Channel reduction for ``(h, w, C)`` attributions.
-    clip_percentile : float, default 99.5
-        Percentile of ``|a|`` that saturates the colormap.
+    scale : {"auto", "percentile", "minmax", "max_abs"} or DisplayScale, default "auto"
+        Display scaling (:func:`crosslens.viz.display_scale`): ``"auto"`` uses
+        min-max for maps with an offset (RISE) and Captum's percentile clipping
+        otherwise. Only the display changes, never the attribution.
+    outlier_perc : float, default 2
+        Captum's ``outlier_perc``: percent of the ``|a|`` mass that saturates
+        with ``"percentile"``.
 
     Returns
     -------
@@ -108,9 +103,7 @@ def overlay(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     img = to_display_image(image)
     m = prepare_map(attribution, img.shape[:2], reduce)
-    if signed is None:
-        signed = is_signed(m)
-    rgba = heatmap_rgba(m, signed=bool(signed), cmap=cmap, clip_percentile=clip_percentile)
+    rgba = heatmap_rgba(m, signed=signed, cmap=cmap, scale=scale, outlier_perc=outlier_perc)
     w = alpha * rgba[..., 3:4]
     out = img * (1.0 - w) + rgba[..., :3] * w
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
