@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .arrays import to_channels_last, to_numpy
+from .errors import UnsupportedError
 from .figures import Drawable
 
 
@@ -68,6 +69,9 @@ class Explanation(Drawable):
         """
         from ..viz import is_channel_broadcast, reduce_channels
 
+        if isinstance(self.attributions, (tuple, list, dict)):
+            raise UnsupportedError("these attributions are for several inputs; draw one "
+                                   "input's maps from exp.numpy() (a tuple / dict per input)")
         attr = to_numpy(self.attributions).astype(np.float64)
         if attr.ndim == 3:
             return attr  # (N, H, W) maps
@@ -76,7 +80,8 @@ class Explanation(Drawable):
             if is_channel_broadcast(attr):  # one map per sample, copied over channels
                 attr = attr[..., :1]
             return np.stack([reduce_channels(a, reduce) for a in attr])
-        raise ValueError(f"attributions of shape {attr.shape} are not image maps")
+        raise UnsupportedError(f"attributions of shape {attr.shape} are not image maps; use "
+                               "exp.numpy() for the values")
 
     def images(self) -> np.ndarray:
         """The inputs as ``(N, H, W, C)`` numpy images (layout converted by transpose)."""
