@@ -98,8 +98,8 @@ def test_cli_prints_load_errors_without_a_traceback(tmp_path, capsys):
     assert code == 2 and err.startswith("crosslens: error: cannot import")
     assert "Traceback" not in err
     (tmp_path / "notes.png").write_text("not an image")
-    for image in (str(tmp_path / "notes.png"), "no_such_sample"):
-        code = main(["explain", f"{tmp_path / 'robust_cli.py'}:build", image])
+    for picture in (str(tmp_path / "notes.png"), "no_such_sample"):
+        code = main(["explain", f"{tmp_path / 'robust_cli.py'}:build", picture])
         err = capsys.readouterr().err
         assert code == 2 and "crosslens: error:" in err and "Traceback" not in err, err
         assert "image" in err

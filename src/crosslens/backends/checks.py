@@ -90,6 +90,47 @@ def check_unit(target, shape: tuple, channel_axis: int) -> None:
                           f"whose output per sample has shape {shape}")
 
 
+def group_calls(names) -> dict[str, dict[int | None, str]]:
+    """``{layer: {call index or None: name}}`` for layer names, ``"relu#2"`` being call 2 of
+    layer ``relu`` and a plain name (``None``) the layer's only call."""
+    wanted: dict[str, dict[int | None, str]] = {}
+    for name in names:
+        base, _, k = name.partition("#")
+        wanted.setdefault(base, {})[int(k) if k else None] = name
+    return wanted
+
+
+class CallPicker:
+    """Counts the calls of one layer during a pass and names those to record."""
+
+    def __init__(self, base: str, calls: dict[int | None, str]) -> None:
+        self.base, self.calls, self.count = base, calls, 0
+
+    def __call__(self) -> str | None:
+        """The name under which this call is recorded, or ``None`` to leave it alone."""
+        k = self.count
+        self.count += 1
+        if None in self.calls:
+            if k > 0:
+                from ..core.errors import UnsupportedError
+                raise UnsupportedError(shared_layer_message(self.base))
+            return self.calls[None]
+        return self.calls.get(k)
+
+
+def check_ran(store: dict, names) -> None:
+    """Every named layer output was recorded in the pass (else it did not run)."""
+    from ..core.errors import LayerNotFoundError
+    missing = [name for name in names if name not in store]
+    if missing:
+        raise LayerNotFoundError(never_ran_message(missing[0]))
+
+
+def not_a_tensor_message(name: str, output) -> str:
+    return (f"layer {name!r} returns {type(output).__name__}, not a tensor; address a layer "
+            "(or submodule) whose output is a single tensor")
+
+
 def shared_layer_message(name: str) -> str:
     """Message for a plain name given for a layer that runs several times per pass."""
     return (f"layer {name!r} runs more than once in one forward pass (a shared module or "

@@ -31,15 +31,15 @@ import numpy as np
 import tensorflow as tf
 
 from ..core.arrays import as_like, framework_of_array, to_numpy
-from ..core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
-                           ModelError, TargetError, UnsupportedError)
+from ..core.errors import (CrosslensError, DisconnectedError, InputError, TargetError,
+                           UnsupportedError)
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
-                            predicted_classes)
+                            PredictedTarget, ScoreTarget, TargetSpec, call_score,
+                            check_class_range, predicted_classes)
 from .base import ArrayOps, Backend, GradientResult
-from .checks import (check_finite, check_image_input, check_unit, class_output_message,
-                     disconnected_message, model_error, multiple_outputs_message,
-                     never_ran_message, shared_layer_message)
+from .checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
+                     class_output_message, disconnected_message, group_calls, model_error,
+                     multiple_outputs_message, not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -413,7 +413,7 @@ class KerasBackend(Backend):
             store: dict = {}
             with self._patched(layers, store, {}):
                 self._run(x)
-            _check_ran(store, layers)
+            check_ran(store, layers)
             return {name: store[name] for name in layers}
         key = ("activations", tuple(x.shape[1:]), x.dtype.name, layers)
         return self._compiled(key, run, [self._signature(x)])(x)
@@ -519,7 +519,7 @@ class KerasBackend(Backend):
                     stack.enter_context(graph.gradient_override_map(
                         {op: _override_name(rule, op) for op in _RELU_OPS}))
                 outputs = self._run(x)
-            _check_ran(store, layers)
+            check_ran(store, layers)
             if rule is not None and not any(op.type in _RELU_OPS
                                             for op in graph.get_operations()):
                 raise UnsupportedError(
@@ -561,7 +561,7 @@ class KerasBackend(Backend):
     def _score(self, outputs, store, target: TargetSpec, index) -> tf.Tensor:
         if isinstance(target, (ScoreTarget, ObjectiveTarget)):
             if isinstance(target, ScoreTarget):
-                score = _call_target(target.fn, outputs)
+                score = call_score(target.fn, outputs)
             else:
                 score = target.fn(self.ops, {name: store[name] for name in target.layers},
                                   outputs)
@@ -612,10 +612,7 @@ class KerasBackend(Backend):
     def _patched(self, layers: Sequence[str], store: dict, replace: dict) -> Iterator[None]:
         """While tracing: record (or replace) the outputs of ``layers`` in ``store``;
         ``"name#k"`` is the ``k``-th call of a shared layer."""
-        wanted: dict[str, dict] = {}
-        for name in layers:
-            base, _, k = name.partition("#")
-            wanted.setdefault(base, {})[int(k) if k else None] = name
+        wanted = group_calls(layers)
         with _calls_patched({base: self._layers[base] for base in wanted},
                             lambda base, call: _recording_call(base, call, store, replace,
                                                                wanted[base])):
@@ -713,46 +710,21 @@ def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _recording_call(base: str, call, store: dict, replace: dict, calls: dict):
     """Layer ``base``'s call while tracing, recording the calls named in ``calls``
-    (``{call index or None: name}``; ``None``: the layer's only call)."""
-    count = [0]
+    (see :func:`~crosslens.backends.checks.group_calls`)."""
+    pick = CallPicker(base, calls)
 
     def patched(*args, **kwargs):
         output = call(*args, **kwargs)
-        k = count[0]
-        count[0] += 1
-        if None in calls:
-            if k > 0:
-                raise UnsupportedError(shared_layer_message(base))
-            name = calls[None]
-        elif k in calls:
-            name = calls[k]
-        else:
+        name = pick()
+        if name is None:
             return output
         if replace.get(name) is not None:
             output = replace[name]
         if not isinstance(output, tf.Tensor):
-            raise UnsupportedError(f"layer {name!r} returns {type(output).__name__}, not a "
-                                   "tensor; address a layer whose output is a single tensor")
+            raise UnsupportedError(not_a_tensor_message(name, output))
         store[name] = output
         return output
     return patched
-
-
-def _check_ran(store: dict, names) -> None:
-    missing = [name for name in names if name not in store]
-    if missing:
-        raise LayerNotFoundError(never_ran_message(missing[0]))
-
-
-def _call_target(fn: Any, outputs: Any) -> Any:
-    try:
-        return fn(outputs)
-    except CrosslensError:
-        raise
-    except Exception as error:
-        raise TargetError(f"the target callable raised {type(error).__name__}: {error}. It "
-                          "receives the model's outputs (a tf.Tensor for a Keras model) and "
-                          "must return one score per sample") from error
 
 
 def _single_output(outputs: Any, purpose: str) -> tf.Tensor:

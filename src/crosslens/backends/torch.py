@@ -34,15 +34,15 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ..core.arrays import as_like, framework_of_array
-from ..core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
+from ..core.errors import (CrosslensError, DisconnectedError, InputError,
                            ModelError, TargetError, UnsupportedError)
-from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
-                            predicted_classes)
+from ..core.targets import (ChannelTarget, NeuronTarget, ObjectiveTarget,
+                            PredictedTarget, ScoreTarget, TargetSpec, call_score,
+                            check_class_range, predicted_classes)
 from .base import ArrayOps, Backend, GradientResult
-from .checks import (check_finite, check_image_input, check_unit, class_output_message,
-                     disconnected_message, model_error, multiple_outputs_message,
-                     never_ran_message, shared_layer_message)
+from .checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
+                     class_output_message, disconnected_message, group_calls, model_error,
+                     multiple_outputs_message, not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -474,7 +474,7 @@ class TorchBackend(Backend):
     def _activations(self, x, layers):
         with torch.no_grad(), self._hooks(layers, {}, None) as store:
             self._run(x)
-        _check_ran(store, layers)
+        check_ran(store, layers)
         return {name: store[name] for name in layers}
 
     def _layer_calls(self, x1):
@@ -557,7 +557,7 @@ class TorchBackend(Backend):
             store = stack.enter_context(self._hooks(tuple(layers), replace or {}, wrt))
             leaf = x.detach().requires_grad_(wrt is None)
             outputs = self._run(leaf)
-            _check_ran(store, tuple(layers) + ((wrt,) if wrt else ()))
+            check_ran(store, tuple(layers) + ((wrt,) if wrt else ()))
             score = self._score(outputs, store, target, len(x))
             of = leaf if wrt is None else store[wrt]
             if not score.requires_grad:
@@ -586,7 +586,7 @@ class TorchBackend(Backend):
 
     def _score(self, outputs: Any, store: dict, target: TargetSpec, n: int) -> torch.Tensor:
         if isinstance(target, ScoreTarget):
-            return _per_sample(_call_target(target.fn, outputs), n)
+            return _per_sample(call_score(target.fn, outputs), n)
         if isinstance(target, ObjectiveTarget):
             acts = {name: store[name] for name in target.layers}
             return _per_sample(target.fn(self.ops, acts, outputs), n)
@@ -638,13 +638,9 @@ class TorchBackend(Backend):
             raise UnsupportedError(
                 "layer access (activations, layer gradients, neuron targets) needs forward "
                 "hooks, which TorchScript modules do not support. Load the eager nn.Module")
-        wanted: dict[str, dict[int | None, str]] = {}
-        for name in names:  # "relu#2": the third call of module "relu"
-            base, _, k = name.partition("#")
-            wanted.setdefault(base, {})[int(k) if k else None] = name
         handles = []
         try:
-            for base, calls in wanted.items():
+            for base, calls in group_calls(names).items():
                 handles.append(self._modules[base].register_forward_hook(
                     _make_hook(base, calls, store, replace, wrt)))
             yield store
@@ -677,37 +673,22 @@ class TorchBackend(Backend):
 
 def _make_hook(base: str, calls: dict, store: dict, replace: dict, wrt: str | None):
     """Forward hook of module ``base``: record (or replace) the calls named in ``calls``
-    (``{call index or None: name}``; ``None`` means the module's only call)."""
-    count = [0]
+    (see :func:`~crosslens.backends.checks.group_calls`)."""
+    pick = CallPicker(base, calls)
 
     def hook(module, inputs, output):
-        k = count[0]
-        count[0] += 1
-        if None in calls:
-            if k > 0:
-                raise UnsupportedError(shared_layer_message(base))
-            name = calls[None]
-        elif k in calls:
-            name = calls[k]
-        else:
+        name = pick()
+        if name is None:
             return None
         if replace.get(name) is not None:
             output = replace[name]
         if not isinstance(output, torch.Tensor):
-            raise UnsupportedError(
-                f"layer {name!r} returns {type(output).__name__}, not a tensor; address a "
-                "layer (or submodule) whose output is a single tensor")
+            raise UnsupportedError(not_a_tensor_message(name, output))
         if name == wrt:  # gradient stops at this layer; it need not be connected upstream
             output = output.detach().requires_grad_(True)
         store[name] = output
         return output
     return hook
-
-
-def _check_ran(store: dict, names: Sequence[str]) -> None:
-    missing = [name for name in names if name not in store]
-    if missing:
-        raise LayerNotFoundError(never_ran_message(missing[0]))
 
 
 def _check_parameters(params: list) -> None:
@@ -721,17 +702,6 @@ def _check_parameters(params: list) -> None:
                                "torch.inference_mode(), so no gradient can flow through them; "
                                "build or load the model outside inference_mode (or clone its "
                                "parameters there)")
-
-
-def _call_target(fn: Any, outputs: Any) -> Any:
-    try:
-        return fn(outputs)
-    except CrosslensError:
-        raise
-    except Exception as error:
-        raise TargetError(f"the target callable raised {type(error).__name__}: {error}. It "
-                          "receives the model's outputs (a torch tensor for a PyTorch model) "
-                          "and must return one score per sample") from error
 
 
 def _first_shape_layer(model: torch.nn.Module) -> tuple[str, int, int] | None:

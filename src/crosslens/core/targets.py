@@ -256,6 +256,19 @@ def describe(target: TargetSpec) -> Any:
     return "predicted"
 
 
+def call_score(fn: Callable[[Any], Any], outputs: Any) -> Any:
+    """``fn(outputs)`` for a callable target; an exception it raises is a TargetError."""
+    from .errors import CrosslensError
+    try:
+        return fn(outputs)
+    except CrosslensError:
+        raise
+    except Exception as error:
+        raise TargetError(f"the target callable raised {type(error).__name__}: {error}. It "
+                          "receives the model's outputs (a tensor of the model's framework) "
+                          "and must return one score per sample") from error
+
+
 def class_output_message(shape: tuple) -> str:
     """Message for class targets on outputs that are not (batch, classes)."""
     return (f"class targets need outputs of shape (batch, classes); this model returns "

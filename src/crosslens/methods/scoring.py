@@ -13,9 +13,9 @@ import numpy as np
 
 from ..backends.checks import check_unit, class_output_message
 from ..core.errors import TargetError
-from ..core.errors import CrosslensError
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
-                            ScoreTarget, TargetSpec, check_class_range, class_scores)
+                            ScoreTarget, TargetSpec, call_score, check_class_range,
+                            class_scores)
 from .base import Context
 
 
@@ -31,14 +31,7 @@ def forward_scores(ctx: Context, points: Any, target: TargetSpec) -> np.ndarray:
         return unit_scores(values, target, channel_axis(ctx)).astype(np.float64)
     outputs = ctx.backend.forward(points)
     if isinstance(target, ScoreTarget):
-        try:
-            value = target.fn(outputs)
-        except CrosslensError:
-            raise
-        except Exception as error:
-            raise TargetError(f"the target callable raised {type(error).__name__}: {error}. "
-                              "It receives the model's native outputs and must return one "
-                              "score per sample") from error
+        value = call_score(target.fn, outputs)
         try:
             score = np.asarray(ops.to_numpy(value), dtype=np.float64)
         except (TypeError, ValueError) as error:
