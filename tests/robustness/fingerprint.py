@@ -45,8 +45,7 @@ def _torch_fingerprint(model: Any) -> dict[str, Any]:
                  for n, p in model.named_parameters()},
         "hooks": {n: {h: tuple(getattr(m, h, {}).keys()) for h in _TORCH_HOOKS}
                   for n, m in model.named_modules()},
-        "attributes": {n: sorted(k for k in vars(m) if not k.startswith("_"))
-                       for n, m in model.named_modules()},
+        "attributes": {n: _attribute_values(m) for n, m in model.named_modules()},
         "modes": len(torch.overrides._get_current_function_mode_stack()),
         "grad_enabled": torch.is_grad_enabled(),
     }
@@ -67,8 +66,22 @@ def _keras_fingerprint(model: Any) -> dict[str, Any]:
         "call": {n: "call" in vars(layer) for n, layer in layers.items()},
         "activation": {n: id(getattr(layer, "activation", None)) for n, layer in layers.items()},
         "trainable": {n: layer.trainable for n, layer in layers.items()},
-        "attributes": {n: sorted(vars(layer)) for n, layer in layers.items()},
+        "attributes": {n: _attribute_values(layer) for n, layer in layers.items()},
     }
+
+
+def _attribute_values(layer: Any) -> dict[str, Any]:
+    """Every instance attribute of a layer: plain values by value, objects by identity,
+    lists and tuples by what they hold (a rebuilt list of the same objects is the same)."""
+    plain = (int, float, str, bool, type(None))
+
+    def value(v: Any) -> Any:
+        if isinstance(v, plain):
+            return v
+        if isinstance(v, (list, tuple)):
+            return tuple(value(i) for i in v)
+        return id(v)
+    return {k: value(v) for k, v in vars(layer).items()}
 
 
 def assert_unchanged(model: Any, before: dict[str, Any]) -> None:
