@@ -24,6 +24,7 @@ from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI,
                              PointDoI)
 from .core.targets import Channel, Neuron
 from .featurevis import visualize
+from .toolsets import ConservationWarning
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,6 @@ __all__ = ["explain", "compare", "methods", "layers", "layer_calls", "activation
            "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
-           "NonFiniteError", "ModelError", "LoadError",
+           "NonFiniteError", "ModelError", "LoadError", "ConservationWarning",
            "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI",
            "visualize"]

@@ -61,10 +61,15 @@ def _axes(ctx: Context) -> tuple[int, tuple[int, int]]:
 
 
 def cam_layer(ctx: Context, method: str) -> str:
-    """The named layer, or the last spatial layer of the model."""
-    if ctx.layer is not None:
-        return ctx.layer
-    spatial = ctx.backend.spatial_layers(ctx.x)
+    """The named layer, or :func:`default_cam_layer`."""
+    return ctx.layer if ctx.layer is not None else default_cam_layer(ctx.backend, ctx.x, method)
+
+
+def default_cam_layer(backend: Any, x: Any, method: str) -> str:
+    """The last layer output with spatial dimensions the forward pass on ``x`` produces,
+    calls of shared modules included (``"relu#-1"``-style names): the post-activation
+    output wherever the activation is a module."""
+    spatial = backend.spatial_layers(x)
     if not spatial:
         raise OptionError(f"{method} needs a layer with spatial dimensions (a rank-4 output "
                           "with more than one position) and this model runs none; pass "

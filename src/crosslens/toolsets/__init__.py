@@ -12,7 +12,7 @@ that the same method gives the same numbers whichever implementation runs it:
 When the model's framework differs, the model is translated first
 (:func:`crosslens.translate.translate`, verified and cached); inputs go through the
 translation's layout conversion and the attributions come back in the original layout.
-Adapters import their toolset lazily.
+Adapters import their toolset lazily; :mod:`.options` holds their shared option checks.
 """
 from __future__ import annotations
 
@@ -55,3 +55,12 @@ def toolset(name: str) -> tuple[ToolsetInfo, Any]:
         raise UnsupportedError(f"implementation {info.name!r} needs the package "
                                f"{info.package!r}: pip install {info.package} "
                                f"({error})") from None
+
+
+class ConservationWarning(UserWarning):
+    """LRP through ``implementation="zennit"`` did not conserve relevance.
+
+    Issued when ``sum(relevance) / score`` of a sample is far from 1 (beyond what biases
+    absorb): relevance was duplicated or created somewhere in the model. The ratios are in
+    the explanation's ``info["conservation"]``.
+    """

@@ -1,4 +1,12 @@
-"""Running a toolset on any model: translation when frameworks differ, layout round trip."""
+"""Running a toolset on any model: translation when frameworks differ, layout round trip.
+
+Before an adapter runs: class targets are checked against the model's outputs (toolsets
+fail with raw index errors), our CAM names without ``layer=`` get crosslens' default CAM
+layer (a toolset's own default may differ), and, on a translation, array options in the
+input's space (:data:`INPUT_OPTIONS`) are converted to the translation's layout like the
+input. Adapters return the attributions, or ``(attributions, info)`` whose ``info`` is
+merged into the explanation's ``info``.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +15,10 @@ import numpy as np
 
 from ..backends import get_backend
 from ..core.arrays import to_numpy
-from ..core.errors import UnknownMethodError
+from ..core.errors import TargetError, UnknownMethodError, UnsupportedError
 from ..core.registry import get_method
-from ..core.targets import ClassTarget, NeuronTarget, PredictedTarget, resolve_target
+from ..core.targets import (ClassTarget, NeuronTarget, PredictedTarget, check_class_range,
+                            class_output_message, predicted_classes, resolve_target)
 from . import toolset
 
 
@@ -35,10 +44,23 @@ def run_toolset(implementation: str, model: Any, x: Any, method: str, target: An
     with backend.session(budget):
         native = backend.prepare(x)
         layer_name = backend.resolve_layer(layer) if layer is not None else None
+        if layer_name is None and _is_cam(method):
+            layer_name = _default_cam_layer(backend, native, name)
         resolved = resolve_target(target, backend.ops.shape(native)[0], backend.resolve_layer)
-        if isinstance(resolved, PredictedTarget):
+        if isinstance(resolved, (PredictedTarget, ClassTarget)):
+            # the classes are checked here: the toolsets fail with raw index errors
             outputs = backend.ops.to_numpy(backend.forward(native))
-            resolved = ClassTarget(outputs.argmax(axis=1).astype(np.int64))
+            if outputs.ndim != 2:
+                raise TargetError(class_output_message(outputs.shape))
+            if outputs.shape[1] == 1:
+                raise UnsupportedError(
+                    "this model has a single output; external toolsets index classes of "
+                    "(N, classes) outputs and know no binary convention. Pass a callable "
+                    "target: target=lambda out: out[:, 0] explains the output (class 1), "
+                    "lambda out: -out[:, 0] its negation (class 0)")
+            if isinstance(resolved, PredictedTarget):
+                resolved = ClassTarget(predicted_classes(outputs))
+            check_class_range(resolved.indices, outputs.shape[1])
     details: dict[str, Any] = {"implementation": info.name}
     if info.framework == backend.name:
         run_backend, run_x, run_layer, run_target = backend, native, layer_name, resolved
@@ -51,15 +73,62 @@ def run_toolset(implementation: str, model: Any, x: Any, method: str, target: An
         run_layer = translation.layer(layer_name) if layer_name else None
         run_target = _translate_target(resolved, translation)
         details["translation"] = translation.report
+    if translation is not None:
+        options = _translate_input_options(options, translation, to_numpy(x).ndim)
     with run_backend.session(budget):
         if run_x is None:
             run_x = run_backend.prepare(translation.convert_input(to_numpy(x)))
         result = adapter.run(run_backend.model, run_backend.layer_object, run_x, name,
                              run_target, run_layer, options)
+    if isinstance(result, tuple):  # adapters may return (attributions, info)
+        result, extra = result
+        details.update(extra)
     attributions = to_numpy(result)
     if translation is not None and attributions.ndim == to_numpy(x).ndim:
         attributions = translation.convert_back(attributions)
     return attributions, resolved, layer_name, details
+
+
+def _is_cam(method: str) -> bool:
+    """Whether ``method`` is one of our CAM names (a toolset's own class name keeps the
+    toolset's own defaults)."""
+    try:
+        return get_method(method).family == "cam"
+    except UnknownMethodError:
+        return False
+
+
+def _default_cam_layer(backend: Any, native: Any, name: str) -> str:
+    """The layer crosslens' own CAM would use: without it, tf-keras-vis seeks the last
+    *convolution* (the pre-activation output), a different map from ours."""
+    from ..methods.cam import default_cam_layer
+    return default_cam_layer(backend, native, name)
+
+
+# Options that live in the input's space (baselines, feature masks, zennit's box bounds):
+# arrays among them are converted to the translation's layout like the input itself.
+INPUT_OPTIONS = ("baseline", "baselines", "feature_mask", "low", "high")
+
+
+def _translate_input_options(options: dict[str, Any], translation: Any, rank: int
+                             ) -> dict[str, Any]:
+    """Input-space array options in the translation's layout: batched when they have the
+    input's rank (``(N or M, ...)``), per sample when one less; others are left as they are
+    (scalars, names) for the adapter to check."""
+    out = dict(options)
+    for key in INPUT_OPTIONS:
+        value = out.get(key)
+        if value is None or isinstance(value, (str, bool, int, float)):
+            continue
+        try:
+            array = to_numpy(value)
+        except Exception:  # not array-like: the adapter names the problem
+            continue
+        if array.ndim == rank:
+            out[key] = translation.convert_input(array, batched=True)
+        elif array.ndim == rank - 1 and array.ndim >= 3:
+            out[key] = translation.convert_input(array, batched=False)
+    return out
 
 
 def _translate_target(target: Any, translation: Any) -> Any:

@@ -6,10 +6,18 @@ defaults translated to Captum's arguments (``steps`` -> ``n_steps``, ``rule`` ->
 ``method``, raw signed saliency ``abs=False``, noise as a per-sample std, ...). Any other
 Captum attribution class is available by its class name (``"KernelShap"``,
 ``"LayerDeepLift"``, ...) with options split between its constructor and ``attribute``.
+
+Array options in the input's space (``baseline`` / ``baselines``, ``feature_mask``) may be
+numpy arrays, lists, numbers or tensors, one per input or one for all (per-sample shape):
+they become tensors on the input's device and dtype, shaped as Captum requires (a
+distribution ``(M, ...)`` for the Shap classes); wrong shapes, Captum's bare ``assert``s
+and wrong option types are :class:`~crosslens.core.errors.OptionError`. ``seed`` seeds
+torch's and NumPy's generators (GradientShap draws from both) and restores them.
 """
 from __future__ import annotations
 
 import inspect
+import numbers
 from typing import Any
 
 import numpy as np
@@ -19,6 +27,7 @@ from captum import attr as captum_attr
 from ..core.errors import OptionError, UnsupportedError
 from ..core.names import unknown_name_message
 from ..core.targets import ChannelTarget, ClassTarget, NeuronTarget, ScoreTarget
+from .options import flag, integer, number
 
 INPUT = {"saliency": "Saliency", "gradient_x_input": "InputXGradient",
          "integrated_gradients": "IntegratedGradients", "guided_backprop": "GuidedBackprop",
@@ -32,6 +41,8 @@ NEURON = {"saliency": "NeuronGradient", "integrated_gradients": "NeuronIntegrate
           "guided_backprop": "NeuronGuidedBackprop", "deconvnet": "NeuronDeconvolution",
           "conductance": "NeuronConductance"}
 NOISE = {"smoothgrad": "smoothgrad", "squaregrad": "smoothgrad_sq", "vargrad": "vargrad"}
+# Classes whose ``baselines`` are a distribution ``(M, ...)`` sampled from, not one per input.
+DISTRIBUTION = ("GradientShap", "DeepLiftShap")
 
 
 def methods() -> list[str]:
@@ -45,15 +56,24 @@ def run(model: torch.nn.Module, layer_object: Any, x: torch.Tensor,
         method: str, target: Any, layer: str | None, options: dict[str, Any]) -> torch.Tensor:
     """Run Captum's implementation of ``method``; returns attributions like ours.
 
-    ``seed`` seeds torch's generator inside ``torch.random.fork_rng``, so the caller's
-    global RNG state is left as it was.
+    ``seed`` seeds torch's generator inside ``torch.random.fork_rng`` and NumPy's global
+    generator (GradientShap, Lime and KernelShap draw from it), whose state is put back
+    afterwards: the caller's global RNG states are left as they were.
     """
     options = dict(options)
     seed = options.pop("seed", None)
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return _run(model, layer_object, x, method, target, layer, options)
+    if seed is not None:
+        seed = integer("Captum", "seed", seed, minimum=0)
+    numpy_state = np.random.get_state() if seed is not None else None
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2 ** 32)
+            return _run(model, layer_object, x, method, target, layer, options)
+    finally:
+        if numpy_state is not None:
+            np.random.set_state(numpy_state)
 
 
 def _run(model, layer_object, x, method, target, layer, options):
@@ -67,6 +87,11 @@ def _run(model, layer_object, x, method, target, layer, options):
     cls = getattr(captum_attr, name)
     init_args = {}
     init_params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls.attribute).parameters
+    if "baseline" in options and "baselines" in params and not _aligns_baseline(name):
+        if "baselines" in options:
+            raise OptionError(f"pass one of baseline= and baselines= to Captum {name}, not both")
+        options["baselines"] = options.pop("baseline")  # our name for Captum's option
     if "layer" in init_params:
         where = layer or (neuron.layer if neuron else None)
         if where is None:
@@ -79,18 +104,129 @@ def _run(model, layer_object, x, method, target, layer, options):
         if key in init_params and key not in ("self", "forward_func", "model"):
             init_args[key] = options.pop(key)
     first = "model" if "model" in init_params else "forward_func"
-    algorithm = cls(**{first: forward}, **init_args)
-    params = inspect.signature(algorithm.attribute).parameters
-    unknown = set(options) - set(params)
-    if unknown:
-        raise OptionError(f"Captum {name}.attribute has no option {sorted(unknown)[0]!r}")
+    _check_known(name, options, params)
     arguments.update(options)
+    _input_space_arguments(name, arguments, x)
     if neuron is not None and "neuron_selector" in params:
         arguments["neuron_selector"] = tuple(neuron.index)
     if "target" in params and neuron is None:
         arguments["target"] = captum_target
-    result = algorithm.attribute(x, **arguments)
+    with _captum_checks(name):
+        algorithm = cls(**{first: forward}, **init_args)
+        result = algorithm.attribute(x, **arguments)
     return _our_layout(method, name, result, x, arguments)
+
+
+def _check_known(name: str, options: dict, params: Any) -> None:
+    unknown = set(options) - set(params)
+    if unknown:
+        valid = [p for p in params if p not in ("self", "inputs", "target")]
+        raise OptionError(f"Captum {name}.attribute has no option {sorted(unknown)[0]!r}; its "
+                          f"options are: {', '.join(valid)}")
+
+
+class _captum_checks:
+    """Captum validates its arguments with bare ``assert``s (and fails with TypeError /
+    ValueError on values of the wrong type): report those as OptionError. The model itself
+    already ran on these inputs when the target was resolved, so these come from the
+    options."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind in (AssertionError, TypeError, ValueError):
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else \
+                "an internal check failed"
+            raise OptionError(f"Captum {self.name} rejected the arguments: "
+                              f"{kind.__name__}: {reason}. Check the "
+                              f"options against Captum's {self.name}.attribute documentation, "
+                              "or use implementation='crosslens'") from None
+        return False
+
+
+def _aligns_baseline(name: str) -> bool:
+    """Classes whose ``baseline`` option is aligned by :func:`_aligned_arguments`."""
+    return "IntegratedGradients" in name or name in (
+        "LayerConductance", "NeuronConductance", "InternalInfluence", "Occlusion")
+
+
+def _input_space_arguments(name: str, arguments: dict, x: torch.Tensor) -> None:
+    """``baselines`` and ``feature_mask`` as Captum requires them: tensors on the input's
+    device (baselines in its dtype), shaped like the input or broadcastable as Captum
+    accepts; numpy arrays, lists and per-sample arrays are converted, wrong shapes named."""
+    if "baselines" in arguments and arguments["baselines"] is not None:
+        arguments["baselines"] = _baselines(name, arguments["baselines"], x)
+    if arguments.get("feature_mask") is not None:
+        arguments["feature_mask"] = _feature_mask(name, arguments["feature_mask"], x)
+
+
+def _as_tensor(value: Any, x: torch.Tensor, dtype: Any, what: str) -> torch.Tensor:
+    if isinstance(value, (tuple, list)) and len(value) == 1 and hasattr(value[0], "shape") \
+            and len(value[0].shape) == x.ndim:
+        value = value[0]  # Captum's one-input tuple
+    try:
+        if torch.is_tensor(value):
+            tensor = value.detach()
+        else:
+            tensor = torch.as_tensor(np.asarray(value))
+        if dtype is not None:
+            tensor = tensor.to(dtype=dtype)
+        return tensor.to(device=x.device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise OptionError(f"{what} must be a number or an array shaped like the input "
+                          f"{tuple(x.shape)}, not {type(value).__name__} ({error})") from None
+
+
+def _baselines(name: str, value: Any, x: torch.Tensor) -> Any:
+    distribution = name.endswith(DISTRIBUTION)
+    what = f"Captum {name} baselines"
+    if isinstance(value, str):
+        value = _baseline(value, x, 8.0)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        # Captum's Shap classes take tensors only: a constant baseline is one image
+        return torch.full((1,) + tuple(x.shape[1:]), float(value), dtype=x.dtype,
+                          device=x.device) if distribution else float(value)
+    tensor = _as_tensor(value, x, x.dtype, what)
+    if tensor.ndim == x.ndim - 1:
+        tensor = tensor[None]  # one baseline for every input
+    if distribution:
+        if tensor.ndim != x.ndim or tensor.shape[1:] != x.shape[1:]:
+            raise OptionError(f"{what}: a distribution of baselines shaped (M,) + "
+                              f"{tuple(x.shape[1:])} (or one baseline shaped "
+                              f"{tuple(x.shape[1:])}), not {tuple(tensor.shape)}")
+        if name.endswith("DeepLiftShap") and tensor.shape[0] < 2:
+            raise OptionError(f"{what}: DeepLiftShap averages over a distribution of at "
+                              f"least 2 baselines, shape (M >= 2,) + {tuple(x.shape[1:])}; "
+                              "for one baseline use DeepLift")
+        return tensor
+    if tensor.ndim == 0:
+        return float(tensor)
+    if tensor.shape not in (x.shape, (1,) + tuple(x.shape[1:])):
+        raise OptionError(f"{what}: one baseline shaped {tuple(x.shape[1:])} or one per input "
+                          f"{tuple(x.shape)}, not {tuple(tensor.shape)}")
+    return tensor
+
+
+def _feature_mask(name: str, value: Any, x: torch.Tensor) -> torch.Tensor:
+    what = f"Captum {name} feature_mask"
+    mask = _as_tensor(value, x, None, what)
+    if mask.is_floating_point() or mask.dtype == torch.bool:
+        raise OptionError(f"{what}: integer group ids (features with the same id are "
+                          f"perturbed together), not {mask.dtype}")
+    if mask.ndim == x.ndim - 1:
+        mask = mask[None]
+    try:
+        fits = torch.broadcast_shapes(mask.shape, x.shape) == x.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise OptionError(f"{what}: shaped like the input {tuple(x.shape)} or broadcastable "
+                          f"to it, not {tuple(mask.shape)}")
+    return mask.long()
 
 
 def _captum_name(method: str, layer: str | None, neuron: NeuronTarget | None) -> str:
@@ -117,25 +253,38 @@ def _forward_and_target(model: torch.nn.Module, target: Any) -> tuple[Any, Any]:
 def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -> dict:
     """Our option names and defaults, in Captum's terms (consumes them from ``options``)."""
     out: dict[str, Any] = {}
+    where = f"Captum {name}"
     if name in ("Saliency",):
-        out["abs"] = options.pop("abs", False)  # ours is signed
+        out["abs"] = flag(where, "abs", options.pop("abs", False))  # ours is signed
     if "IntegratedGradients" in name or name in ("LayerConductance", "NeuronConductance",
                                                  "InternalInfluence"):
-        out["n_steps"] = options.pop("steps", 50)
-        out["method"] = options.pop("rule", "gausslegendre")
-        baseline = options.pop("baseline", "zeros")
-        out["baselines"] = _baseline(baseline, x, options.pop("blur_sigma", 8.0))
+        if "n_steps" not in options:
+            out["n_steps"] = integer(where, "steps", options.pop("steps", 50))
+        if "method" not in options:
+            out["method"] = options.pop("rule", "gausslegendre")
+        if "baselines" not in options:
+            baseline = options.pop("baseline", "zeros")
+            sigma = number(where, "blur_sigma", options.pop("blur_sigma", 8.0), minimum=0.0)
+            out["baselines"] = _baseline(baseline, x, sigma)
     if name == "Occlusion":
         channels = x.shape[1]
-        patch, stride = options.pop("patch", 16), options.pop("stride", 8)
+        patch = integer(where, "patch", options.pop("patch", 16))
+        stride = integer(where, "stride", options.pop("stride", 8))
+        if patch > min(x.shape[2:]) or stride > min(x.shape[2:]):
+            raise OptionError(f"{where}: patch ({patch}) and stride ({stride}) must fit the "
+                              f"input's spatial size {tuple(x.shape[2:])}")
         out["sliding_window_shapes"] = (channels, patch, patch)
         out["strides"] = (channels, stride, stride)
-        out["baselines"] = options.pop("baseline", 0.0)
+        if "baselines" not in options:
+            out["baselines"] = options.pop("baseline", 0.0)
     if name in ("LayerGradCam", "GuidedGradCam"):
-        options.pop("upsample", None)
+        flag(where, "upsample", options.pop("upsample", True))
         if name == "LayerGradCam":
-            out["relu_attributions"] = options.pop("relu", True)
+            out["relu_attributions"] = flag(where, "relu", options.pop("relu", True))
         else:  # Captum's default is "nearest"; ours is bilinear
+            if not flag(where, "relu", options.pop("relu", True)):
+                raise OptionError("Captum GuidedGradCam always applies the ReLU to its Grad-CAM "
+                                  "map: drop relu=False or use implementation='crosslens'")
             out["interpolate_mode"] = options.pop("interpolate_mode", "bilinear")
     return out
 
@@ -149,13 +298,12 @@ def _baseline(baseline: Any, x: torch.Tensor, sigma: float) -> Any:
             blurred = gaussian_blur(x.detach().cpu().numpy(), sigma, (2, 3))
             return torch.as_tensor(blurred, dtype=x.dtype, device=x.device)
         raise OptionError(f"baseline {baseline!r} has no Captum equivalent here")
-    if isinstance(baseline, (int, float)):
+    if isinstance(baseline, numbers.Real) and not isinstance(baseline, (bool, np.bool_)):
         return float(baseline)
     if isinstance(baseline, (list, tuple)):
         raise OptionError("Captum integrates from one baseline; use implementation='crosslens' "
                           "for several baselines averaged")
-    value = torch.as_tensor(np.asarray(baseline), dtype=x.dtype, device=x.device)
-    return value if value.shape == x.shape else value.expand_as(x)
+    return baseline  # an array: converted and checked by _baselines
 
 
 def _our_layout(method: str, name: str, result: Any, x: torch.Tensor, arguments: dict) -> Any:
@@ -169,14 +317,30 @@ def _our_layout(method: str, name: str, result: Any, x: torch.Tensor, arguments:
 
 def _noise_tunnel(model, x, method, target, layer, options) -> torch.Tensor:
     base = options.pop("base", "saliency")
-    samples = options.pop("samples", 50)
-    noise_level = options.pop("noise_level", 0.15)
+    where = f"Captum NoiseTunnel ({method})"
+    samples = integer(where, "samples", options.pop("samples", 50))
+    noise_level = number(where, "noise_level", options.pop("noise_level", 0.15), minimum=0.0)
     stdev = options.pop("stdev", None)
+    if stdev is not None:
+        stdev = number(where, "stdev", stdev, minimum=0.0)
+    if "noise" in options:
+        raise OptionError(f"{where} draws its own noise: drop noise= (or use "
+                          "implementation='crosslens', which takes given noise)")
+    if not isinstance(base, str):
+        raise OptionError(f"{where}: base must be a method name such as 'saliency', "
+                          f"not {base!r}")
     forward, captum_target = _forward_and_target(model, target)
     name = _captum_name(base, layer, None)
     base_cls = getattr(captum_attr, name)
+    if "layer" in inspect.signature(base_cls.__init__).parameters:
+        raise UnsupportedError(f"{where}: Captum's NoiseTunnel here averages input "
+                               f"attributions; base={base!r} maps to the layer method {name}. "
+                               "Use an input method (saliency, gradient_x_input, "
+                               "integrated_gradients, ...) or implementation='crosslens'")
     arguments = _aligned_arguments(base, name, x, options)
+    _check_known(name, options, inspect.signature(base_cls.attribute).parameters)
     arguments.update(options)
+    _input_space_arguments(name, arguments, x)
     results = []
     # Captum takes one std per input tensor; ours is per sample, so run sample by sample.
     for i in range(x.shape[0]):
@@ -185,8 +349,14 @@ def _noise_tunnel(model, x, method, target, layer, options) -> torch.Tensor:
             noise_level * (sample.max() - sample.min()))
         tunnel = captum_attr.NoiseTunnel(base_cls(forward))
         kwargs = dict(arguments)
+        for key in ("baselines", "feature_mask"):  # one row per input: this input's row
+            value = kwargs.get(key)
+            if torch.is_tensor(value) and value.ndim == x.ndim and value.shape[0] == len(x) \
+                    and len(x) > 1:
+                kwargs[key] = value[i:i + 1]
         if captum_target is not None:
             kwargs["target"] = captum_target[i:i + 1]
-        results.append(tunnel.attribute(sample, nt_type=NOISE[method], nt_samples=samples,
-                                        stdevs=sigma, **kwargs).detach())
+        with _captum_checks(f"NoiseTunnel({name})"):
+            results.append(tunnel.attribute(sample, nt_type=NOISE[method], nt_samples=samples,
+                                            stdevs=sigma, **kwargs).detach())
     return torch.cat(results)

@@ -8,20 +8,31 @@ Aligned with crosslens' convention: raw signed gradients (``gradient_modifier=No
 ``keepdims=True``, ``normalize_map=False``), CAMs unnormalized (``normalize_cam=False``)
 and computed at layer resolution (``expand_cam=False``), then upsampled with the same
 bilinear resize (``align_corners=False``) crosslens uses — tf-keras-vis' own
-``scipy.ndimage.zoom`` resize has different corner semantics. ``relu=False`` maps to an
-identity ``activation_modifier``. The user's model is never cloned or modified
+``scipy.ndimage.zoom`` resize has different corner semantics. ``relu=False`` skips only
+the ReLU of the final map, as crosslens does: Gradcam, Layercam and Scorecam apply their
+``activation_modifier`` to the map alone, so it becomes the identity; GradcamPlusPlus
+applies the same modifier to its weights ``exp(S)·grad`` too, so there it keeps the ReLU
+on that first call (the weights) and is the identity on the second (the map). Options
+tf-keras-vis cannot honour (Scorecam ``softmax=False``, callable targets for Scorecam, whose
+scores see softmax probabilities) are refused. Without ``layer=`` the bridge passes
+crosslens' default CAM layer (tf-keras-vis would seek the last convolution). tf-keras-vis'
+own failures (a layer inside a nested model, Scorecam on a float64 model, options of the
+wrong type) are named errors. The user's model is never cloned or modified
 (``model_modifier=None``, ``clone=False``).
 """
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from ..core.errors import OptionError, UnsupportedError
+from ..core.errors import CrosslensError, OptionError, UnsupportedError
 from ..core.names import unknown_name_message
 from ..core.targets import ClassTarget, ScoreTarget
+from .options import flag, integer, number
 
 CAMS = {"grad_cam": "Gradcam", "grad_cam_plus_plus": "GradcamPlusPlus",
         "score_cam": "Scorecam", "layer_cam": "Layercam"}
@@ -56,11 +67,22 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
         if name == "smoothgrad":
             if options.pop("base", "saliency") != "saliency":
                 raise UnsupportedError("tf-keras-vis SmoothGrad averages plain gradients only")
-            smooth = {"smooth_samples": options.pop("samples", 50),
-                      "smooth_noise": options.pop("noise_level", 0.15)}
+            if "noise" in options or "stdev" in options:
+                raise OptionError("tf-keras-vis SmoothGrad draws its own noise with a spread "
+                                  "relative to each input (noise_level=): drop noise= / "
+                                  "stdev= or use implementation='crosslens'")
+            smooth = {"smooth_samples": integer("tf-keras-vis smoothgrad", "samples",
+                                                options.pop("samples", 50)),
+                      "smooth_noise": number("tf-keras-vis smoothgrad", "noise_level",
+                                             options.pop("noise_level", 0.15), minimum=0.0)}
         _no_more(options, name)
-        result = Saliency(model, model_modifier=None, clone=False)(
-            score, x, gradient_modifier=None, keepdims=True, normalize_map=False, **smooth)
+        if layer is not None:
+            raise UnsupportedError(f"tf-keras-vis {name} attributes to the input only: drop "
+                                   "layer= (or use implementation='crosslens' for layer "
+                                   "gradients)")
+        with _toolset_errors(f"tf-keras-vis Saliency ({name})"):
+            result = Saliency(model, model_modifier=None, clone=False)(
+                score, x, gradient_modifier=None, keepdims=True, normalize_map=False, **smooth)
         return np.asarray(result)
     if name in MAXIMIZATION:
         return _activation_maximization(model, score, x, options)
@@ -69,16 +91,37 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
                                                     methods()))
     module = __import__(f"tf_keras_vis.{_module_of(name)}", fromlist=[CAMS[name]])
     cam_class = getattr(module, CAMS[name])
-    relu = options.pop("relu", True)
-    upsample = options.pop("upsample", True)
+    where = f"tf-keras-vis {CAMS[name]}"
+    relu = flag(where, "relu", options.pop("relu", True))
+    upsample = flag(where, "upsample", options.pop("upsample", True))
+    if name == "score_cam":
+        if not flag(where, "softmax", options.pop("softmax", True)):
+            raise OptionError("tf-keras-vis Scorecam always weights channels by softmax "
+                              "probabilities: drop softmax=False or use "
+                              "implementation='crosslens'")
+        if isinstance(target, ScoreTarget):
+            raise UnsupportedError("tf-keras-vis Scorecam applies the score to softmax "
+                                   "probabilities, not to the model's outputs as crosslens "
+                                   "targets do: use a class target, or "
+                                   "implementation='crosslens' with softmax=False")
+        if x.dtype != tf.float32:
+            raise UnsupportedError(f"tf-keras-vis Scorecam computes its channel weights in "
+                                   f"float32 and fails on a {x.dtype.name} model: use "
+                                   "implementation='crosslens' (or a float32 model)")
     kwargs: dict[str, Any] = {"expand_cam": False, "normalize_cam": False,
-                              "activation_modifier": (lambda cam: tf.nn.relu(cam)) if relu
-                              else (lambda cam: cam)}
+                              "activation_modifier": _map_modifier(name, relu)}
     if layer is not None:  # exactly this layer: no search for a nearby conv layer
         kwargs["penultimate_layer"] = layer_object(layer)
         kwargs["seek_penultimate_conv_layer"] = False
+    valid = [p for p in inspect.signature(cam_class.__call__).parameters
+             if p not in ("self", "score", "seed_input")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise OptionError(f"{where} has no option {unknown[0]!r}; its options are: "
+                          f"{', '.join(valid)} (plus relu, upsample)")
     kwargs.update(options)
-    cam = np.asarray(cam_class(model, model_modifier=None, clone=False)(score, x, **kwargs))
+    with _toolset_errors(where, layer):
+        cam = np.asarray(cam_class(model, model_modifier=None, clone=False)(score, x, **kwargs))
     if upsample:
         from ..viz.resize import resize_bilinear
         size = tuple(int(s) for s in x.shape[1:3])
@@ -92,9 +135,60 @@ def _activation_maximization(model: Any, score: Any, x: tf.Tensor, options: dict
     200 steps) apply unless given; ``input_range`` defaults to the range of ``x``."""
     from tf_keras_vis.activation_maximization import ActivationMaximization
 
+    valid = [p for p in inspect.signature(ActivationMaximization.__call__).parameters
+             if p not in ("self", "score", "seed_input")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise OptionError(f"tf-keras-vis ActivationMaximization has no option {unknown[0]!r}; "
+                          f"its options are: {', '.join(valid)}")
+    if "steps" in options:
+        options["steps"] = integer("tf-keras-vis ActivationMaximization", "steps",
+                                   options["steps"])
     options.setdefault("input_range", (float(tf.reduce_min(x)), float(tf.reduce_max(x))))
     maximizer = ActivationMaximization(model, model_modifier=None, clone=False)
-    return np.asarray(maximizer(score, seed_input=x, **options))
+    with _toolset_errors("tf-keras-vis ActivationMaximization", error=OptionError):
+        return np.asarray(maximizer(score, seed_input=x, **options))
+
+
+def _map_modifier(name: str, relu: bool) -> Any:
+    """tf-keras-vis' ``activation_modifier`` giving crosslens' ``relu`` semantics.
+
+    GradcamPlusPlus calls it twice: first on the weights ``exp(S)·grad`` (crosslens keeps
+    their ReLU whatever ``relu`` is), then on the map. The other CAMs call it on the map
+    only. A fresh modifier per run counts the calls."""
+    if relu:
+        return lambda cam: tf.nn.relu(cam)
+    if name != "grad_cam_plus_plus":
+        return lambda cam: cam
+    calls = []
+
+    def weights_only(tensor: Any) -> Any:
+        calls.append(None)
+        return tf.nn.relu(tensor) if len(calls) == 1 else tensor
+    return weights_only
+
+
+@contextmanager
+def _toolset_errors(where: str, layer: str | None = None,
+                    error: type = UnsupportedError) -> Iterator[None]:
+    """tf-keras-vis' own failures (its model surgery cannot reach a layer inside a nested
+    model, dtype mismatches, an option of the wrong type, ...) as ``error`` naming the
+    cause and the fix; crosslens' own errors pass through."""
+    try:
+        yield
+    except CrosslensError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, tf.errors.OpError) as cause:
+        at = f" at layer {layer!r}" if layer else ""
+        hint = (" (its model surgery builds a model whose output is that layer, which fails "
+                "for layers of nested models: choose a top-level layer, see cl.layers(model))"
+                if layer else "")
+        message = str(cause).splitlines()[0][:300] if str(cause) else ""
+        raise error(
+            f"{where} failed on this model{at} with these options{hint}: "
+            f"{type(cause).__name__}: {message}. Check the options against tf-keras-vis' "
+            "documentation, or use implementation='crosslens', which runs the same method "
+            "on any model") from cause
 
 
 def _module_of(name: str) -> str:
