@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from crosslens.evaluate import area, deletion, insertion
-from crosslens.methods.baselines import gaussian_blur
+from crosslens.core.imageops import gaussian_blur
 from reference.builders import build_keras, build_torch
 from reference.nets import SMALL_CNN, make_net
 from reference.numpy_nets import forward

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from crosslens.core.errors import OptionError
-from crosslens.featurevis.imageops import gaussian_blur, gaussian_matrix
+from crosslens.core.imageops import gaussian_blur, gaussian_matrix
 from crosslens.featurevis.params import FourierParam, PixelParam
 from crosslens.featurevis.regularizers import (L1, L2, Blur, ContributionClip, NormClip,
                                                OperatorState, TotalVariation,

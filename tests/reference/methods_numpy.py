@@ -189,11 +189,12 @@ def integration_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur over H, W with scipy: taps out to ceil(3 sigma), reflection that does
-    not repeat the edge pixel (scipy's ``"mirror"``, numpy's ``np.pad(mode="reflect")``)."""
+    """Gaussian blur over H, W with scipy: taps out to ceil(3 sigma), reflection that
+    repeats the edge pixel (scipy's default ``"reflect"``, numpy's
+    ``np.pad(mode="symmetric")``)."""
     radius = max(1, int(np.ceil(3 * sigma)))
     return scipy.ndimage.gaussian_filter(np.asarray(x, np.float64), (0, 0, sigma, sigma),
-                                         mode="mirror", truncate=radius / sigma)
+                                         mode="reflect", truncate=radius / sigma)
 
 
 def baseline_array(x: np.ndarray, spec: Any, blur_sigma: float = 8.0) -> np.ndarray:

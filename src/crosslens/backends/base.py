@@ -99,7 +99,8 @@ class ArrayOps(abc.ABC):
     def resize_bilinear(self, array: Native, size: Sequence[int]) -> Native:
         """Resize ``(N, H, W)`` maps to ``(N, *size)``: bilinear, half-pixel centres
         (``align_corners=False``), no antialiasing; exactly
-        :func:`crosslens.viz.resize_bilinear` (and ``torch.nn.functional.interpolate``)."""
+        :func:`crosslens.core.imageops.resize_bilinear` (and
+        ``torch.nn.functional.interpolate``)."""
 
     def all_finite(self, array: Native) -> bool:
         """Whether every value of ``array`` is finite (no NaN, no infinity)."""

@@ -145,12 +145,12 @@ class KerasOps(ArrayOps):
 
     def resize_bilinear(self, array, size):
         # tf.image.resize(method="bilinear") samples the same half-pixel points but always
-        # returns float32; separable gathers with viz.resize_bilinear's weights keep the
+        # returns float32; separable gathers with core.imageops' axis weights keep the
         # dtype (float64 models stay exact) and give the same values.
-        from ..viz.resize import _axis_weights
+        from ..core.imageops import axis_weights
         out = array
         for axis, n_out in ((1, int(size[0])), (2, int(size[1]))):
-            i0, i1, w1 = _axis_weights(int(out.shape[axis]), n_out)
+            i0, i1, w1 = axis_weights(int(out.shape[axis]), n_out)
             shape = [1, 1, 1]
             shape[axis] = n_out
             w = tf.constant(w1.reshape(shape), dtype=out.dtype)

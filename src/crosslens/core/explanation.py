@@ -67,7 +67,7 @@ class Explanation(Drawable):
         are reduced as that single channel, so ``"sum"`` gives the map itself, not
         ``C`` times it (``"l2"`` / ``"abs_sum"`` give its absolute value).
         """
-        from ..viz import is_channel_broadcast, reduce_channels
+        from .imageops import is_channel_broadcast, reduce_channels
 
         if isinstance(self.attributions, (tuple, list, dict)):
             raise UnsupportedError("these attributions are for several inputs; draw one "

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.arrays import to_numpy
 from ..core.errors import OptionError
-from .imageops import apply_separable, resize_matrix
+from ..core.imageops import apply_separable, resize_matrix
 from .optim import SGD
 from .render import FeatureVisualization, run
 from .transforms import Roll

@@ -67,7 +67,7 @@ class NumpyOps(ArrayOps):
         return np.transpose(array, tuple(axes))
 
     def resize_bilinear(self, array, size):
-        from ..viz.resize import resize_bilinear
+        from ..core.imageops import resize_bilinear
         return np.stack([resize_bilinear(a, tuple(size)) for a in np.asarray(array)])
 
     def exp(self, array):

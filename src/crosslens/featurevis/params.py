@@ -145,7 +145,7 @@ class PixelParam(Parameterization, _ColorAndRange):
         return self.from_image(self.forward(p)) if self.value_range == "clip" else p
 
     def blur(self, p, sigma):
-        from .imageops import gaussian_blur
+        from ..core.imageops import gaussian_blur
         return gaussian_blur(p, sigma)
 
     def __repr__(self) -> str:

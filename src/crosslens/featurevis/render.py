@@ -29,7 +29,7 @@ from ..core.chunking import parse_budget
 from ..core.errors import InputError, OptionError
 from ..core.figures import Drawable
 from .codespace import Generator, GeneratorParam
-from .imageops import apply_separable, resize_matrix
+from ..core.imageops import apply_separable, resize_matrix
 from .modelio import ModelIO, image_layout
 from .numpy_ops import NumpyOps
 from .objectives import Objective, as_objective, build_target

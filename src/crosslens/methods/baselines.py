@@ -4,19 +4,20 @@ A baseline is given as
 
 - ``"zeros"`` / ``0`` or any number: a constant input;
 - ``"blur"``: the input blurred by a Gaussian over its spatial axes (``blur_sigma``
-  pixels), a baseline that keeps colors but removes edges (Sturmfels et al. 2020);
+  pixels, :func:`crosslens.core.imageops.gaussian_blur`'s edge mode), a baseline that
+  keeps colors but removes edges (Sturmfels et al. 2020);
 - ``"uniform"``: uniform noise over the input's value range (seeded);
 - an array like one input sample or like the whole batch, in the input's layout;
 - a list of any of these: attributions are averaged over the baselines.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..core.errors import InputError, OptionError
+from ..core.imageops import gaussian_blur
 from .base import Context
 
 
@@ -87,25 +88,6 @@ def _spatial_axes(rank: int, layout: str | None) -> tuple[int, ...]:
     if rank == 3:  # (N, C, L) or (N, L, C)
         return (2,) if layout == "channels_first" else (1,)
     return tuple(range(1, rank))
-
-
-def gaussian_blur(array: np.ndarray, sigma: float, axes: Sequence[int]) -> np.ndarray:
-    """Separable Gaussian blur along ``axes`` with reflect padding (float64 numpy)."""
-    if sigma <= 0:
-        return array.astype(np.float64)
-    radius = max(1, int(np.ceil(3 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    out = array.astype(np.float64)
-    for axis in axes:
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        # np.pad reflects repeatedly when the radius exceeds the axis (scipy's "mirror")
-        padded = np.pad(out, pad, mode="reflect")
-        moved = np.moveaxis(padded, axis, -1)
-        windows = np.lib.stride_tricks.sliding_window_view(moved, 2 * radius + 1, axis=-1)
-        out = np.moveaxis(windows @ taps, -1, axis)
-    return out
 
 
 def _token_baseline(ctx: Context, spec: Any) -> Any:

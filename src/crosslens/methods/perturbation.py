@@ -28,7 +28,7 @@ from ..core.arrays import to_numpy
 from ..core.chunking import chunks
 from ..core.errors import InputError, OptionError
 from ..core.registry import register
-from ..viz.resize import resize_bilinear
+from ..core.imageops import resize_bilinear
 from .base import Context, MethodResult
 from .baselines import make_baseline
 from .batching import points_per_pass

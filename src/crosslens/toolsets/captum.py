@@ -294,7 +294,7 @@ def _baseline(baseline: Any, x: torch.Tensor, sigma: float) -> Any:
         if baseline == "zeros":
             return torch.zeros_like(x)
         if baseline == "blur":
-            from ..methods.baselines import gaussian_blur
+            from ..core.imageops import gaussian_blur
             blurred = gaussian_blur(x.detach().cpu().numpy(), sigma, (2, 3))
             return torch.as_tensor(blurred, dtype=x.dtype, device=x.device)
         raise OptionError(f"baseline {baseline!r} has no Captum equivalent here")

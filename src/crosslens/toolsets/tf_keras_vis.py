@@ -123,7 +123,7 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
     with _toolset_errors(where, layer):
         cam = np.asarray(cam_class(model, model_modifier=None, clone=False)(score, x, **kwargs))
     if upsample:
-        from ..viz.resize import resize_bilinear
+        from ..core.imageops import resize_bilinear
         size = tuple(int(s) for s in x.shape[1:3])
         cam = np.stack([resize_bilinear(c, size) for c in cam])
     return cam

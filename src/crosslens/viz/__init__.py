@@ -27,7 +27,7 @@ from .grid import Cell, cell_scale, figure_grid, figure_to_png_bytes, save_figur
 from .html import figure_html, png_data_uri, scale_legend_html
 from .masks import apply_mask, attribution_mask, channel_mask, mask_image
 from .overlay import is_signed, overlay, prepare_map
-from .resize import resize_bilinear
+from ..core.imageops import resize_bilinear
 
 __all__ = [
     "Cell",

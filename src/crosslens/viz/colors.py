@@ -32,6 +32,8 @@ from typing import Any, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..core.imageops import REDUCTIONS, is_channel_broadcast, reduce_channels
+
 __all__ = [
     "REDUCTIONS",
     "NORMALIZATIONS",
@@ -50,7 +52,6 @@ __all__ = [
     "heatmap_rgba",
 ]
 
-REDUCTIONS = ("sum", "mean", "max_abs", "l2", "abs_sum")
 NORMALIZATIONS = ("max_abs", "minmax", "sum", "percentile")
 #: Display scalings accepted by :func:`display_scale` (``scale=``).
 SCALES = ("auto", "percentile", "minmax", "max_abs")
@@ -112,49 +113,6 @@ def to_display_image(image: ArrayLike) -> np.ndarray:
     if out.shape[-1] == 1:
         out = np.repeat(out, 3, axis=-1)
     return out
-
-
-def reduce_channels(attr: ArrayLike, how: str = "sum") -> np.ndarray:
-    """Reduce a channels-last attribution map ``(H, W, C)`` to ``(H, W)``.
-
-    Parameters
-    ----------
-    attr : array_like
-        Attribution of shape ``(H, W, C)``; an ``(H, W)`` map is returned
-        unchanged (as ``float64``).
-    how : {"sum", "mean", "max_abs", "l2", "abs_sum"}
-        ``"sum"`` and ``"mean"`` keep the sign; ``"max_abs"`` keeps, per
-        pixel, the channel value of largest magnitude *with its sign*;
-        ``"l2"`` (Euclidean norm over channels) and ``"abs_sum"`` (sum of
-        absolute values) are non-negative.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64`` array of shape ``(H, W)``.
-
-    Raises
-    ------
-    ValueError
-        If ``how`` is not a known reduction or ``attr`` is not 2-D/3-D.
-    """
-    if how not in REDUCTIONS:
-        raise ValueError(f"unknown channel reduction {how!r}; valid names: {', '.join(REDUCTIONS)}")
-    a = np.asarray(attr, dtype=np.float64)
-    if a.ndim == 2:
-        return a.copy()
-    if a.ndim != 3:
-        raise ValueError(f"expected an (H, W) or (H, W, C) attribution, got shape {a.shape}")
-    if how == "sum":
-        return a.sum(axis=-1)
-    if how == "mean":
-        return a.mean(axis=-1)
-    if how == "max_abs":
-        idx = np.abs(a).argmax(axis=-1)[..., None]
-        return np.take_along_axis(a, idx, axis=-1)[..., 0]
-    if how == "l2":
-        return np.sqrt((a * a).sum(axis=-1))
-    return np.abs(a).sum(axis=-1)  # abs_sum
 
 
 def normalize(attr: ArrayLike, how: str = "max_abs", *, percentile: float = 99.5) -> np.ndarray:
@@ -234,32 +192,6 @@ def is_signed(attr: ArrayLike) -> bool:
     pos = float(a[a > 0].sum())
     neg = float(-a[a < 0].sum())
     return neg > SIGNED_MASS_RATIO * pos if neg > 0 else False
-
-
-def is_channel_broadcast(attr: ArrayLike) -> bool:
-    """Whether a channels-last array holds exactly the same values in every channel.
-
-    Single-map methods (RISE, occlusion and feature ablation over full-depth windows)
-    broadcast one map over the colour channels; such an array is one map, and summing
-    its channels would multiply it by the number of channels.
-
-    Parameters
-    ----------
-    attr : array_like
-        Array whose last axis is the channel axis, e.g. ``(H, W, C)`` or ``(N, H, W, C)``.
-
-    Returns
-    -------
-    bool
-        True for at least 3-D arrays with more than one channel whose channels are
-        all exactly equal (NaNs never compare equal, so a map with NaNs is not).
-        Channels are compared one at a time, stopping at the first difference.
-    """
-    a = np.asarray(attr)
-    if a.ndim < 3 or a.shape[-1] < 2:
-        return False
-    first = a[..., 0]
-    return all(np.array_equal(first, a[..., c]) for c in range(1, a.shape[-1]))
 
 
 def has_offset(map2d: ArrayLike, ratio: float = OFFSET_RATIO) -> bool:

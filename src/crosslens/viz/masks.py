@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .colors import reduce_channels
-from .resize import resize_bilinear
+from ..core.imageops import resize_bilinear
 
 __all__ = ["attribution_mask", "mask_image", "channel_mask", "apply_mask"]
 
@@ -86,7 +86,7 @@ def attribution_mask(attribution: ArrayLike, keep: float = 0.1, *, sign: str = "
     cut = np.partition(score.ravel(), score.size - count)[score.size - count]
     mask = (score >= cut).astype(np.float64)
     if blur_sigma > 0:
-        from ..methods.baselines import gaussian_blur  # numpy only
+        from ..core.imageops import gaussian_blur
         mask = gaussian_blur(mask, blur_sigma, axes=(0, 1))
     return mask >= threshold
 

@@ -16,7 +16,7 @@ from .colors import (
     reduce_channels,
     to_display_image,
 )
-from .resize import resize_bilinear
+from ..core.imageops import resize_bilinear
 
 __all__ = ["is_signed", "prepare_map", "overlay"]
 
