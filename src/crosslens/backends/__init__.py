@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import UnsupportedError
-from .base import ArrayOps, Backend, GradientResult
+from ..core.backend import ArrayOps, Backend, GradientResult
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from ..core.errors import (CrosslensError, DisconnectedError, InputError, Target
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, ScoreTarget, TargetSpec, call_score,
                             check_class_range, predicted_classes)
-from .base import ArrayOps, Backend, GradientResult
-from .checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
+from ..core.backend import ArrayOps, Backend, GradientResult
+from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
                      class_output_message, disconnected_message, group_calls, model_error,
                      multiple_outputs_message, not_a_tensor_message)
 
@@ -710,7 +710,7 @@ def _walk_layers(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def _recording_call(base: str, call, store: dict, replace: dict, calls: dict):
     """Layer ``base``'s call while tracing, recording the calls named in ``calls``
-    (see :func:`~crosslens.backends.checks.group_calls`)."""
+    (see :func:`~crosslens.core.checks.group_calls`)."""
     pick = CallPicker(base, calls)
 
     def patched(*args, **kwargs):

@@ -39,8 +39,8 @@ from ..core.errors import (CrosslensError, DisconnectedError, InputError,
 from ..core.targets import (ChannelTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, ScoreTarget, TargetSpec, call_score,
                             check_class_range, predicted_classes)
-from .base import ArrayOps, Backend, GradientResult
-from .checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
+from ..core.backend import ArrayOps, Backend, GradientResult
+from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
                      class_output_message, disconnected_message, group_calls, model_error,
                      multiple_outputs_message, not_a_tensor_message)
 
@@ -673,7 +673,7 @@ class TorchBackend(Backend):
 
 def _make_hook(base: str, calls: dict, store: dict, replace: dict, wrt: str | None):
     """Forward hook of module ``base``: record (or replace) the calls named in ``calls``
-    (see :func:`~crosslens.backends.checks.group_calls`)."""
+    (see :func:`~crosslens.core.checks.group_calls`)."""
     pick = CallPicker(base, calls)
 
     def hook(module, inputs, output):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .arrays import to_channels_last, to_numpy
 from .errors import UnsupportedError
-from .figures import Drawable
+from .figures import Drawable, renderer
 
 
 @dataclass
@@ -120,25 +120,25 @@ class Explanation(Drawable):
         """
         if self.method == "activations":
             return self._activation_figure()
-        from ..viz import Cell, figure_grid
+        viz = renderer()
 
         maps, images = self.image_maps(reduce), self.images()
         cells, row_titles = [], []
         for i, (image, amap) in enumerate(zip(images, maps)):
-            cells.append([image, Cell("overlay", image=image, attribution=amap, signed=signed,
+            cells.append([image, viz.Cell("overlay", image=image, attribution=amap, signed=signed,
                                       cmap=cmap, alpha=alpha, scale=scale,
                                       outlier_perc=outlier_perc)])
             row_titles.append(_label(self.target, i, labels))
-        return figure_grid(cells, titles=None, row_titles=row_titles,
+        return viz.figure_grid(cells, titles=None, row_titles=row_titles,
                            col_titles=["input", self.method], colorbar=colorbar)
 
     def _activation_figure(self):
-        from ..viz import activation_grid, figure_grid
+        viz = renderer()
 
         acts = to_numpy(self.attributions)
         acts = to_channels_last(acts, self.layout) if acts.ndim in (3, 4) else acts
-        cells = [[activation_grid(a)] for a in acts]
-        return figure_grid(cells, titles=None, col_titles=[f"activations of {self.layer}"])
+        cells = [[viz.activation_grid(a)] for a in acts]
+        return viz.figure_grid(cells, titles=None, col_titles=[f"activations of {self.layer}"])
 
     def caption(self) -> str:
         return f"{self.method} — target {self.target}"

@@ -1,7 +1,9 @@
 """The method registry.
 
 Each method is a plain function ``fn(ctx, **options) -> MethodResult`` registered with
-:func:`register`, declaring what it needs from a backend. The registry is the single
+:func:`register`, declaring what it needs from a backend. Methods register themselves when
+:mod:`crosslens.methods` is imported (``import crosslens`` does); this module imports
+nothing above ``core``. The registry is the single
 source of ``cl.methods()``, of option validation and of the README's methods table.
 """
 from __future__ import annotations
@@ -77,14 +79,8 @@ def register(name: str, *, needs: tuple[str, ...] | set[str], family: str, summa
     return decorate
 
 
-def _ensure_loaded() -> None:
-    # Methods register themselves on import; importing them imports no framework.
-    from .. import methods  # noqa: F401
-
-
 def get_method(name: str) -> MethodSpec:
     """Look up a method by name or alias; unknown names list the closest ones."""
-    _ensure_loaded()
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
@@ -95,7 +91,6 @@ def get_method(name: str) -> MethodSpec:
 
 def all_methods() -> list[MethodSpec]:
     """Every registered method, in registration order."""
-    _ensure_loaded()
     return list(_REGISTRY.values())
 
 

@@ -141,7 +141,7 @@ class ChannelTarget:
 class ObjectiveTarget:
     """Score = ``fn(ops, activations, outputs)``: any function of layers and outputs.
 
-    ``fn`` is written with the backend's :class:`~crosslens.backends.base.ArrayOps` on
+    ``fn`` is written with the backend's :class:`~crosslens.core.backend.ArrayOps` on
     native arrays (so it runs inside the framework's own differentiation, and at trace
     time for compiled backends) and returns one score per sample; ``activations`` maps
     each name in ``layers`` (canonical names) to that layer's output. ``key`` identifies

@@ -4,7 +4,7 @@ latent code so that the generated image maximizes the objective.
 The generator is any model crosslens has a backend for (it need not share the
 classifier's framework). The chain rule runs across the two backends on the host:
 ``d objective / d z = J_G(z)^T (d objective / d image)``, the vector-Jacobian product
-of the generator's backend (:meth:`~crosslens.backends.base.Backend.vjp`).
+of the generator's backend (:meth:`~crosslens.core.backend.Backend.vjp`).
 """
 from __future__ import annotations
 

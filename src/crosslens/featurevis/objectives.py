@@ -9,7 +9,7 @@ outputs. Leaves are :func:`neuron`, :func:`channel`, :func:`layer` (DeepDream),
 
 Every objective returns one score per sample, and is *maximized*. It is evaluated inside
 the backend's own differentiation (:class:`~crosslens.core.targets.ObjectiveTarget`),
-written with :class:`~crosslens.backends.base.ArrayOps` on native arrays, so the same
+written with :class:`~crosslens.core.backend.ArrayOps` on native arrays, so the same
 objective runs on PyTorch and Keras models. Channel axes follow the model's layout (1 for
 PyTorch, last for Keras); spatial positions are ``(y, x)`` in both.
 
@@ -449,7 +449,7 @@ def custom(fn: Callable[[Any, dict, Any], Any], layers: Sequence[Any] = (),
     """An objective from ``fn(ops, activations, outputs) -> (N,)`` on native arrays.
 
     ``activations`` maps each of ``layers`` (by the name given and by canonical name) to
-    its output; ``ops`` is the backend's :class:`~crosslens.backends.base.ArrayOps`.
+    its output; ``ops`` is the backend's :class:`~crosslens.core.backend.ArrayOps`.
     The function must only use ``ops`` and the arithmetic operators to stay
     framework-neutral.
     """

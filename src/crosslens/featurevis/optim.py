@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends.base import ArrayOps, Native
+from ..core.backend import ArrayOps, Native
 from ..core.errors import OptionError
 
 

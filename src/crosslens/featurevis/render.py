@@ -27,11 +27,11 @@ import numpy as np
 from ..core.arrays import to_numpy
 from ..core.chunking import parse_budget
 from ..core.errors import InputError, OptionError
-from ..core.figures import Drawable
+from ..core.figures import Drawable, renderer
 from .codespace import Generator, GeneratorParam
 from ..core.imageops import apply_separable, resize_matrix
 from .modelio import ModelIO, image_layout
-from .numpy_ops import NumpyOps
+from ..core.numpy_ops import NumpyOps
 from .objectives import Objective, as_objective, build_target
 from .optim import make_optimizer
 from .params import Parameterization, make_param
@@ -85,11 +85,10 @@ class FeatureVisualization(Drawable):
 
     def figure(self, *, ncols: int | None = None, titles: Any = None, cell_size: float = 2.2):
         """A grid figure of the images (``crosslens.viz.figure_grid``)."""
-        from ..viz import figure_grid
         titles = titles if titles is not None else self.titles
         if titles is None:
             titles = [f"{s:.3g}" for s in self.final_scores]
-        return figure_grid(list(np.clip(self.images, 0.0, 1.0)), titles=titles,
+        return renderer().figure_grid(list(np.clip(self.images, 0.0, 1.0)), titles=titles,
                            ncols=ncols or min(len(self.images), 8), cell_size=cell_size)
 
     def caption(self) -> str:
@@ -202,9 +201,6 @@ class _Run:
 
     def __init__(self, model: Any, objective: Any, options: dict, bar: Any) -> None:
         from ..backends import get_backend
-        if isinstance(model, str):
-            from ..loading import load_model
-            model = load_model(model)
         self.o = options
         self.backend = get_backend(model)
         self.model = model

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend, GradientResult, Native
+from ..core.backend import Backend, GradientResult, Native
 from ..core.errors import OptionError
 from ..core.targets import (ClassTarget, PredictedTarget, TargetSpec, binary_kind,
                             predicted_classes)

@@ -3,7 +3,7 @@
 Each point is a perturbed or interpolated copy of the whole batch, so a pass holds
 ``per_pass · N`` samples; ``per_pass`` comes from the backend's estimate of one sample's
 memory and the call's memory budget (``cl.explain(..., memory_budget=...)``), and on a
-CPU from the cache-sized pass cap (:meth:`~crosslens.backends.base.Backend.pass_size`).
+CPU from the cache-sized pass cap (:meth:`~crosslens.core.backend.Backend.pass_size`).
 When one point of the batch is already more than a pass holds, the backend's primitives
 split it further.
 """

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.checks import check_unit, class_output_message
+from ..core.checks import check_unit, class_output_message
 from ..core.errors import TargetError
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, PredictedTarget,
                             ScoreTarget, TargetSpec, call_score, check_class_range,

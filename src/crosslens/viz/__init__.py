@@ -9,7 +9,9 @@ Only the display is scaled, never the attribution: :func:`display_scale` picks, 
 map, Captum's ``outlier_perc`` percentile clipping, ``"max_abs"`` or min-max for maps
 with an offset (RISE); overlays, colour bars and :func:`scale_legend_html` share it.
 """
+import sys as _sys
 
+from ..core import figures as _figures
 from .activation_grid import activation_grid
 from .colors import (
     SCALES,
@@ -59,3 +61,6 @@ __all__ = [
     "show",
     "to_display_image",
 ]
+
+# results defined in core (Explanation, feature visualizations) draw through this package
+_figures.set_renderer(_sys.modules[__name__])

@@ -1,8 +1,10 @@
-"""Input checks shared by the backends: clear errors instead of silent wrong answers."""
+"""Checks and messages shared by the backends: clear errors instead of silent wrong answers
+(framework-free: shapes, names and numbers only)."""
 from __future__ import annotations
 
-from ..core.errors import InputError, ModelError
-from ..core.targets import class_output_message  # noqa: F401  (re-exported)
+from .errors import (InputError, LayerNotFoundError, ModelError, TargetError,
+                     UnsupportedError)
+from .targets import ChannelTarget, class_output_message  # noqa: F401  (re-exported)
 
 _LAYOUT_AXES = {"channels_first": "(batch, channels, height, width)",
                 "channels_last": "(batch, height, width, channels)"}
@@ -75,9 +77,6 @@ def multiple_outputs_message(kind: str, purpose: str) -> str:
 
 def check_unit(target, shape: tuple, channel_axis: int) -> None:
     """Check a neuron index / channel against one sample's layer output ``shape``."""
-    from ..core.errors import TargetError
-    from ..core.targets import ChannelTarget
-
     if isinstance(target, ChannelTarget):
         count = shape[channel_axis]
         if not -count <= target.channel < count:
@@ -112,7 +111,6 @@ class CallPicker:
         self.count += 1
         if None in self.calls:
             if k > 0:
-                from ..core.errors import UnsupportedError
                 raise UnsupportedError(shared_layer_message(self.base))
             return self.calls[None]
         return self.calls.get(k)
@@ -120,7 +118,6 @@ class CallPicker:
 
 def check_ran(store: dict, names) -> None:
     """Every named layer output was recorded in the pass (else it did not run)."""
-    from ..core.errors import LayerNotFoundError
     missing = [name for name in names if name not in store]
     if missing:
         raise LayerNotFoundError(never_ran_message(missing[0]))

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import ArrayOps
+from .backend import ArrayOps
 
 
 class NumpyOps(ArrayOps):
-    """:class:`~crosslens.backends.base.ArrayOps` for numpy arrays of one float dtype."""
+    """:class:`~crosslens.core.backend.ArrayOps` for numpy arrays of one float dtype."""
 
     def __init__(self, dtype: Any = np.float64) -> None:
         self.dtype = np.dtype(dtype)
@@ -67,7 +67,7 @@ class NumpyOps(ArrayOps):
         return np.transpose(array, tuple(axes))
 
     def resize_bilinear(self, array, size):
-        from ..core.imageops import resize_bilinear
+        from .imageops import resize_bilinear
         return np.stack([resize_bilinear(a, tuple(size)) for a in np.asarray(array)])
 
     def exp(self, array):

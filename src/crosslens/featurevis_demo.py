@@ -1,6 +1,6 @@
 """Feature-visualization demo on the pretrained EfficientNet-Lite0 (PyTorch, CPU-friendly).
 
-    python -m crosslens.featurevis.demo --out DIR
+    python -m crosslens.featurevis_demo --out DIR
 
 Optimizes one image per ImageNet class from noise (the class logit; Fourier
 parameterization with color decorrelation, Lucid's standard transforms, Adam) and writes ``DIR/featurevis.png`` (the
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .objectives import class_logit, class_prob
-from .render import visualize
-from .spectrum import spectral_slope
+from .featurevis.objectives import class_logit, class_prob
+from .featurevis.render import visualize
+from .featurevis.spectrum import spectral_slope
 
 #: macaw, bell pepper, volcano: classes with distinctive colors and textures
 DEFAULT_CLASSES = (88, 945, 980)
@@ -37,8 +37,8 @@ def run_demo(out: str | None = None, classes: Sequence[int] = DEFAULT_CLASSES, *
              progress: bool = False) -> dict[str, Any]:
     """Class visualizations of EfficientNet-Lite0; returns the metrics (and writes files
     to ``out`` when given)."""
-    from .. import zoo
-    from ..backends import get_backend
+    from . import zoo
+    from .backends import get_backend
 
     model, labels = zoo.efficientnet_lite0(), zoo.imagenet_labels()
     classes = [int(c) for c in classes]

@@ -37,12 +37,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..core.arrays import to_numpy
-from ..core.chunking import CPU_PASS_BYTES, DEFAULT_BUDGET, chunk_size, chunks
-from ..core.errors import InputError, LayerNotFoundError, NonFiniteError, UnsupportedError
-from ..core.names import unknown_name_message
-from ..core.structure import InputStructure, structure_of
-from ..core.targets import TargetSpec
+from .arrays import to_numpy
+from .chunking import CPU_PASS_BYTES, DEFAULT_BUDGET, chunk_size, chunks
+from .checks import check_finite
+from .errors import (InputError, LayerNotFoundError, ModelError, NonFiniteError,
+                     UnsupportedError)
+from .names import unknown_name_message
+from .structure import InputStructure, structure_of
+from .targets import TargetSpec
 
 Native = Any  # a framework tensor (torch.Tensor, tf.Tensor, ...)
 
@@ -344,7 +346,6 @@ class Backend(abc.ABC):
     def _check_not_ids(self, native: Native) -> None:
         """A model that embeds its input takes integer ids, not floats (a float batch would
         fail inside the model, or be cast to ids and lose its gradient)."""
-        from ..core.errors import ModelError
         embeddings = self.embedding_layers()
         try:
             calls = self.layer_calls(native)
@@ -372,7 +373,6 @@ class Backend(abc.ABC):
         the model's own run checks the rest)."""
         native = self.ops.asarray(x)
         if not self.ops.all_finite(native):
-            from .checks import check_finite
             check_finite(False, tuple(self.ops.shape(native)))
         return native
 
