@@ -33,13 +33,15 @@ import tensorflow as tf
 from ..core.arrays import as_like, framework_of_array, to_numpy
 from ..core.errors import (CrosslensError, DisconnectedError, InputError, TargetError,
                            UnsupportedError)
+from ..core.scoring import score
+from ..core.scoring import single_output as _single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, call_score,
-                            check_class_range, predicted_classes)
+                            PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
+                            predicted_classes)
 from ..core.backend import ArrayOps, Backend, GradientResult
-from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
-                     class_output_message, disconnected_message, group_calls, model_error,
-                     multiple_outputs_message, not_a_tensor_message)
+from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran,
+                           class_output_message, disconnected_message, group_calls,
+                           model_error, not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -97,6 +99,9 @@ class KerasOps(ArrayOps):
 
     def as_integer(self, array):
         return tf.convert_to_tensor(np.asarray(array, dtype=np.int64))
+
+    def gather_rows(self, array, index):
+        return tf.gather(array, index, axis=1, batch_dims=1)
 
     def concat(self, arrays, axis=0):
         return arrays[0] if len(arrays) == 1 else tf.concat(list(arrays), axis=axis)
@@ -559,34 +564,9 @@ class KerasBackend(Backend):
         return self._compiled(key, run, signature)(x, cotangent)
 
     def _score(self, outputs, store, target: TargetSpec, index) -> tf.Tensor:
-        if isinstance(target, (ScoreTarget, ObjectiveTarget)):
-            if isinstance(target, ScoreTarget):
-                score = call_score(target.fn, outputs)
-            else:
-                score = target.fn(self.ops, {name: store[name] for name in target.layers},
-                                  outputs)
-            if not isinstance(score, tf.Tensor):
-                try:
-                    score = tf.convert_to_tensor(score)
-                except (TypeError, ValueError) as error:
-                    raise TargetError("a callable target must return a tensor with one score "
-                                      f"per sample; got {type(score).__name__}") from error
-            if score.shape.rank == 2 and score.shape[1] == 1:
-                score = score[:, 0]
-            if score.shape.rank != 1:
-                raise TargetError(f"a callable target must return one score per sample, "
-                                  f"shape (batch,); got {tuple(score.shape)}")
-            return score
-        if isinstance(target, (NeuronTarget, ChannelTarget)):
-            return _unit_score(store[target.layer], target, self.layer_layout)
-        outputs = _single_output(outputs, "class target")
-        if outputs.shape.rank != 2:
-            raise TargetError(class_output_message(tuple(outputs.shape)))
-        if isinstance(target, PredictedTarget):
-            index = tf.argmax(outputs, axis=1)
-        if outputs.shape[1] == 1:  # class 1: the output, class 0: its negation
-            return tf.where(index == 0, -outputs[:, 0], outputs[:, 0])
-        return tf.gather(outputs, index, axis=1, batch_dims=1)
+        # class indices are an input of the trace: one trace serves every class list
+        return score(self.ops, target, outputs, store, self.layer_layout,
+                     index=index if isinstance(target, ClassTarget) else None)
 
     def _output_count(self, x: tf.Tensor, static: bool = False) -> int | None:
         """Number of classes the model outputs for ``x`` (one forward pass, cached); with
@@ -725,24 +705,6 @@ def _recording_call(base: str, call, store: dict, replace: dict, calls: dict):
         store[name] = output
         return output
     return patched
-
-
-def _single_output(outputs: Any, purpose: str) -> tf.Tensor:
-    if isinstance(outputs, tf.Tensor):
-        return outputs
-    if isinstance(outputs, (list, tuple)) and len(outputs) == 1:
-        return outputs[0]
-    raise TargetError(multiple_outputs_message(type(outputs).__name__, purpose))
-
-
-def _unit_score(activation, target, layout):
-    shape = tuple(activation.shape[1:])
-    axis = 0 if layout == "channels_first" else len(shape) - 1
-    check_unit(target, shape, channel_axis=axis)
-    if isinstance(target, ChannelTarget):
-        channel = tf.gather(activation, target.channel % shape[axis], axis=axis + 1)
-        return tf.reduce_mean(tf.reshape(channel, [tf.shape(channel)[0], -1]), axis=1)
-    return activation[(slice(None),) + tuple(target.index)]
 
 
 def _shape_error(shape: tuple, expected: tuple):

@@ -36,13 +36,13 @@ from torch.overrides import TorchFunctionMode
 from ..core.arrays import as_like, framework_of_array
 from ..core.errors import (CrosslensError, DisconnectedError, InputError,
                            ModelError, TargetError, UnsupportedError)
-from ..core.targets import (ChannelTarget, NeuronTarget, ObjectiveTarget,
-                            PredictedTarget, ScoreTarget, TargetSpec, call_score,
-                            check_class_range, predicted_classes)
+from ..core.scoring import score, single_output
+from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
+                            PredictedTarget, TargetSpec, predicted_classes)
 from ..core.backend import ArrayOps, Backend, GradientResult
-from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran, check_unit,
-                     class_output_message, disconnected_message, group_calls, model_error,
-                     multiple_outputs_message, not_a_tensor_message)
+from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran,
+                           disconnected_message, group_calls, model_error,
+                           multiple_outputs_message, not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -67,6 +67,9 @@ class TorchOps(ArrayOps):
 
     def as_integer(self, array):
         return torch.as_tensor(np.asarray(array, dtype=np.int64), device=self.device)
+
+    def gather_rows(self, array, index):
+        return array.gather(1, index.to(array.device)[:, None])[:, 0]
 
     def is_integer(self, array):
         return not array.is_floating_point() and not array.is_complex() \
@@ -585,29 +588,16 @@ class TorchBackend(Backend):
         return grad.detach()
 
     def _score(self, outputs: Any, store: dict, target: TargetSpec, n: int) -> torch.Tensor:
-        if isinstance(target, ScoreTarget):
-            return _per_sample(call_score(target.fn, outputs), n)
-        if isinstance(target, ObjectiveTarget):
-            acts = {name: store[name] for name in target.layers}
-            return _per_sample(target.fn(self.ops, acts, outputs), n)
-        if isinstance(target, (NeuronTarget, ChannelTarget)):
-            return _unit_score(store[target.layer], target)
-        outputs = _single_output(outputs, "class target")
-        if outputs.ndim != 2:
-            raise TargetError(class_output_message(tuple(outputs.shape)))
-        if isinstance(target, PredictedTarget):
-            if outputs.shape[1] == 1:
-                index = torch.as_tensor(predicted_classes(
-                    outputs.detach().float().cpu().numpy(), self.output_activation()),
-                    device=outputs.device)
-            else:
-                index = outputs.detach().argmax(dim=1)
-        else:
-            check_class_range(target.indices, outputs.shape[1])
-            index = torch.as_tensor(target.indices, device=outputs.device)
-        if outputs.shape[1] == 1:  # class 1: the output, class 0: its negation
-            return torch.where(index == 0, -outputs[:, 0], outputs[:, 0])
-        return outputs.gather(1, index[:, None])[:, 0]
+        if isinstance(target, PredictedTarget):  # a binary decision: logit or probability
+            logits = _single_output(outputs, "class target")
+            if logits.ndim == 2 and logits.shape[1] == 1:
+                target = ClassTarget(predicted_classes(
+                    logits.detach().float().cpu().numpy(), self.output_activation()))
+        value = score(self.ops, target, outputs, store, self.layer_layout)
+        if value.shape[0] != n:
+            raise TargetError(f"the target must give one score per sample, shape ({n},); "
+                              f"got {tuple(value.shape)}")
+        return value
 
     @contextmanager
     def _relu_rule(self, rule: str) -> Iterator[None]:
@@ -724,28 +714,10 @@ def _first_shape_layer(model: torch.nn.Module) -> tuple[str, int, int] | None:
 
 def _single_output(outputs: Any, purpose: str) -> torch.Tensor:
     """The model's one output tensor (a TargetError for several)."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    raise TargetError(multiple_outputs_message(type(outputs).__name__, purpose))
-
-
-def _per_sample(score: Any, n: int) -> torch.Tensor:
-    if not isinstance(score, torch.Tensor):
-        raise TargetError("a callable target must return a torch tensor with one score per sample")
-    if score.ndim == 2 and score.shape[1] == 1:
-        score = score[:, 0]
-    if score.ndim != 1 or score.shape[0] != n:
-        raise TargetError(
-            f"a callable target must return one score per sample, shape ({n},); "
-            f"got {tuple(score.shape)}")
-    return score
-
-
-def _unit_score(activation: torch.Tensor, target: NeuronTarget | ChannelTarget) -> torch.Tensor:
-    check_unit(target, tuple(activation.shape[1:]), channel_axis=0)
-    if isinstance(target, ChannelTarget):
-        return activation[:, target.channel].reshape(activation.shape[0], -1).mean(dim=1)
-    return activation[(slice(None),) + tuple(target.index)]
+    output = single_output(outputs, purpose)
+    if not isinstance(output, torch.Tensor):
+        raise TargetError(multiple_outputs_message(type(outputs).__name__, purpose))
+    return output
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:

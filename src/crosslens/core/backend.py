@@ -108,6 +108,10 @@ class ArrayOps(abc.ABC):
         """Whether every value of ``array`` is finite (no NaN, no infinity)."""
         return bool(np.isfinite(self.to_numpy(array)).all())
 
+    def gather_rows(self, array: Native, index: Native) -> Native:
+        """``array[i, index[i]]`` for a ``(N, K)`` array and ``N`` native integers."""
+        raise UnsupportedError(f"{type(self).__name__} does not implement gather_rows")
+
     def as_integer(self, array: np.ndarray) -> Native:
         """An integer numpy array (token ids) as a native int64 array, never cast to float."""
         raise UnsupportedError(f"{type(self).__name__} does not implement as_integer")

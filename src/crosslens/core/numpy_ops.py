@@ -57,6 +57,12 @@ class NumpyOps(ArrayOps):
     def where(self, condition, a, b):
         return np.where(condition, a, b)
 
+    def as_integer(self, array):
+        return np.asarray(array, dtype=np.int64)
+
+    def gather_rows(self, array, index):
+        return np.take_along_axis(array, np.asarray(index)[:, None], axis=1)[:, 0]
+
     def argmax(self, array, axis):
         return np.argmax(array, axis=axis)
 

@@ -300,10 +300,3 @@ def predicted_classes(outputs: np.ndarray, final: str | None = None) -> np.ndarr
         threshold = 0.5 if binary_kind(outputs, final) == "probability" else 0.0
         return (outputs[:, 0] > threshold).astype(np.int64)
     return outputs.argmax(axis=1).astype(np.int64)
-
-
-def class_scores(outputs: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """``outputs[i, indices[i]]``; for a single output, ``±outputs[i, 0]`` by class."""
-    if outputs.shape[1] == 1:
-        return np.where(indices == 0, -outputs[:, 0], outputs[:, 0])
-    return outputs[np.arange(len(outputs)), indices]
