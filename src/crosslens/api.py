@@ -49,7 +49,9 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
         Bytes (or ``"2GB"``) one pass may use; path and sampling methods chunk to it.
         Defaults to ``CROSSLENS_MEMORY_BUDGET`` or 2 GiB.
     progress
-        Show a progress bar for long runs (``None``: automatic).
+        Show a progress bar over the passes of path, sampling and perturbation methods:
+        ``True`` always, ``False`` never, ``None`` (default) when stderr is a terminal and
+        the run takes more than one pass.
     abs, reduce_channels, normalize
         Explicit post-processing (see :mod:`crosslens.methods.postprocess`); off by default,
         so attributions are raw and signed.

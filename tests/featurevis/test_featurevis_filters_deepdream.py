@@ -8,7 +8,7 @@ import pytest
 
 import crosslens.featurevis as fv
 from crosslens.featurevis.filters import layer_channels
-from crosslens.featurevis.progress import _SimpleBar, progress_bar
+from crosslens.core.progress import _SimpleBar, progress_bar
 from reference.builders import torch_capture
 from reference.numpy_nets import forward
 

@@ -10,7 +10,7 @@ import numpy as np
 from ..core.errors import OptionError
 from .modelio import ModelIO, image_layout
 from .objectives import channel as channel_objective
-from .progress import progress_bar
+from ..core.progress import progress_bar
 from .render import FeatureVisualization, _declared_size, _pair, run
 
 

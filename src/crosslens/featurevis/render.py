@@ -36,7 +36,7 @@ from .objectives import Objective, as_objective, build_target
 from .optim import make_optimizer
 from .params import Parameterization, make_param
 from .prior import Prior
-from .progress import progress_bar
+from ..core.progress import progress_bar
 from .regularizers import OperatorState, split_regularizers
 from .transforms import Compose, Resize, make_transforms
 

@@ -5,6 +5,7 @@ A method is ``fn(ctx: Context, **options) -> MethodResult``. It computes with
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from ..core.backend import Backend, GradientResult, Native
 from ..core.errors import OptionError
+from ..core.progress import chunks as progress_chunks
 from ..core.targets import (ClassTarget, PredictedTarget, TargetSpec, binary_kind,
                             predicted_classes)
 
@@ -80,6 +82,11 @@ class Context:
     def derive(self, **changes: Any) -> "Context":
         """A copy with some fields changed (e.g. a noisy input for a wrapped method)."""
         return replace(self, **changes)
+
+    def chunks(self, total: int, size: int, desc: str) -> Iterator[tuple[int, int]]:
+        """``(start, stop)`` pairs over ``total`` items in passes of ``size``, with a
+        progress bar under the call's ``progress=`` setting (:mod:`crosslens.core.progress`)."""
+        return progress_chunks(total, size, desc, self.progress)
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)

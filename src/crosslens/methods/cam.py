@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.chunking import chunks
 from ..core.errors import OptionError, UnsupportedError
 from ..core.registry import register
 from ..core.targets import ClassTarget
@@ -321,7 +320,7 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
     first = ctx.layout == "channels_first"  # the input's layout, for the masks
     per_pass = points_per_pass(ctx, k, backward=False)  # channels per forward pass
     weights = np.empty((k, n))
-    for start, stop in chunks(k, per_pass):
+    for start, stop in ctx.chunks(k, per_pass, "score_cam channels"):
         m = stop - start
         maps = ops.resize_bilinear(ops.reshape(channels[start:stop], (m * n,) + ops.shape(
             channels)[2:]), size)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.chunking import chunks
 from ..core.registry import register
 from .base import Context, MethodResult
 from .batching import points_per_pass
@@ -75,7 +74,7 @@ def path_gradient_integral(ctx: Context, base: Any, target: Any, alphas: np.ndar
     per_pass = points_per_pass(ctx, len(alphas))
     delta = ctx.x - base
     integral = None
-    for start, stop in chunks(len(alphas), per_pass):
+    for start, stop in ctx.chunks(len(alphas), per_pass, "integrated gradients"):
         k = stop - start
         points = ops.concat([base + float(a) * delta for a in alphas[start:stop]])
         grads = ctx.gradient(points, target.repeat(k)).grad

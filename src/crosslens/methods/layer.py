@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from ..core.chunking import chunks
 from ..core.errors import OptionError
 from ..core.registry import register
 from ..core.targets import Neuron, NeuronTarget, TargetSpec, resolve_target
@@ -58,7 +57,7 @@ def cut_gradient_sum(ctx: Context, target: TargetSpec, cut: str | None, weights:
     """
     ops, n = ctx.ops, ctx.n
     total = None
-    for a, b in chunks(len(weights), points_per_pass(ctx, len(weights))):
+    for a, b in ctx.chunks(len(weights), points_per_pass(ctx, len(weights)), "path points"):
         k = b - a
         points = make_points(a, b)
         if cut is None:
@@ -174,7 +173,7 @@ def _layer_conductance(ctx: Context, target: TargetSpec, layer: str, base: Any, 
     alphas, _ = integration_points(rule, steps + 1)
     make = path_points(ops, base, ctx.x - base, alphas)
     total = previous = None
-    for a, b in chunks(len(alphas), points_per_pass(ctx, len(alphas))):
+    for a, b in ctx.chunks(len(alphas), points_per_pass(ctx, len(alphas)), "conductance"):
         k = b - a
         result = ctx.gradient(make(a, b), target.repeat(k), wrt=layer)
         shape = ops.shape(result.grad)[1:]
@@ -199,7 +198,7 @@ def _neuron_conductance(ctx: Context, target: TargetSpec, unit: NeuronTarget, ba
     make = path_points(ops, base, delta, alphas)
     sample_shape = ops.shape(ctx.x)[1:]
     total = None
-    for a, b in chunks(len(alphas), points_per_pass(ctx, len(alphas))):
+    for a, b in ctx.chunks(len(alphas), points_per_pass(ctx, len(alphas)), "conductance"):
         k = b - a
         points = make(a, b)
         # ∂f/∂a_i at each point (one pass), times ∂a_i/∂x (a second pass).

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import to_numpy
-from ..core.chunking import chunks
 from ..core.errors import InputError, OptionError
 from ..core.registry import get_method, register
 from .base import Context, MethodResult
@@ -69,14 +68,15 @@ def noise_tunnel(ctx: Context, aggregate: str, *, base: str, samples: int, noise
     per_pass = points_per_pass(ctx, samples)
     total = squares = None
     layer = None
-    for start, stop in chunks(samples, per_pass):
+    for start, stop in ctx.chunks(samples, per_pass, f"{aggregate} of {spec.name}"):
         k = stop - start
         if explicit is not None:
             eps = explicit[start:stop]
         else:
             eps = ctx.canonical_normal((k,) + shape, rng) * sigma
         noisy = ops.repeat_batch(ctx.x, k) + ops.asarray(eps.reshape((k * n,) + shape[1:]))
-        result = spec.fn(ctx.derive(x=noisy, target=target.repeat(k)), **base_options)
+        result = spec.fn(ctx.derive(x=noisy, target=target.repeat(k), progress=False),
+                         **base_options)
         layer = result.layer  # with layer=: the base method's values at that layer
         attr = ops.reshape(result.attributions, (k, n) + ops.shape(result.attributions)[1:])
         part, part_sq = ops.sum(attr, axis=0), ops.sum(attr * attr, axis=0)

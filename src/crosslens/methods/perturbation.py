@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ..core.arrays import to_numpy
-from ..core.chunking import chunks
 from ..core.errors import InputError, OptionError
 from ..core.registry import register
 from ..core.imageops import resize_bilinear
@@ -85,7 +84,8 @@ def occlusion(ctx: Context, *, patch: Any = 8, stride: Any = None, baseline: Any
     total = np.zeros((n,) + mask_shape)
     covered = np.zeros(mask_shape)
     for start, stop, _, scores in _evaluate(
-            ctx, base, target, len(windows), lambda a, b: _window_masks(windows[a:b], mask_shape)):
+            ctx, base, target, len(windows), lambda a, b: _window_masks(windows[a:b], mask_shape),
+            desc="occlusion windows"):
         drops = reference[None, :] - scores  # (k, n)
         for j, region in enumerate(windows[start:stop]):
             total[(slice(None),) + region] += drops[j].reshape((n,) + (1,) * len(mask_shape))
@@ -132,7 +132,8 @@ def feature_ablation(ctx: Context, *, feature_mask: Any = None, baseline: Any = 
     def masks(a: int, b: int) -> np.ndarray:
         return mask[None] == features[a:b].reshape((-1,) + (1,) * mask.ndim)
 
-    for start, stop, _, scores in _evaluate(ctx, base, target, len(features), masks):
+    for start, stop, _, scores in _evaluate(ctx, base, target, len(features), masks,
+                                            desc="ablated features"):
         drops = reference[None, :] - scores  # (k, n)
         for j, feature in enumerate(features[start:stop]):
             total += drops[j].reshape((n,) + (1,) * (len(shape) - 1)) * (mask == feature)
@@ -204,7 +205,8 @@ def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
     target = ctx.fixed_target()
     base = make_baseline(ctx, baseline, blur_sigma)
     saliency = np.zeros((n, height, width))
-    for start, stop, kept, scores in _evaluate(ctx, base, target, samples, masks, soft=True):
+    for start, stop, kept, scores in _evaluate(ctx, base, target, samples, masks, soft=True,
+                                               desc="rise masks"):
         saliency += np.tensordot(scores.T, kept.reshape(stop - start, height, width),
                                  axes=(1, 0))
     saliency /= samples * p
@@ -218,7 +220,8 @@ def rise(ctx: Context, *, samples: int = 2000, p: float = 0.5, cell: Any = None,
 # --- shared machinery ---------------------------------------------------------------------
 
 def _evaluate(ctx: Context, base: Any, target: Any, count: int, make_masks,
-              soft: bool = False) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+              soft: bool = False, desc: str = "perturbations"
+              ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
     """Score ``count`` perturbations of the batch, as many per forward pass as fit.
 
     ``make_masks(a, b)`` gives masks ``(b - a, 1 or N, ...)`` broadcastable to the batch.
@@ -231,7 +234,7 @@ def _evaluate(ctx: Context, base: Any, target: Any, count: int, make_masks,
     x5 = ops.reshape(ctx.x, (1,) + shape)
     base5 = ops.reshape(base, (1,) + shape)
     change5 = x5 - base5 if soft else None  # once, so a soft pass makes two temporaries
-    for a, b in chunks(count, points_per_pass(ctx, count, backward=False)):
+    for a, b in ctx.chunks(count, points_per_pass(ctx, count, backward=False), desc):
         k = b - a
         masks = make_masks(a, b)
         masks = masks.reshape(masks.shape[:1] + (1,) * (len(shape) + 1 - masks.ndim)

@@ -1,9 +1,17 @@
-"""A progress bar: tqdm when installed, else a minimal bar on stderr."""
+"""Progress bars for long work: tqdm when installed, else a minimal bar on stderr.
+
+``progress=True`` always shows one, ``False`` never; ``None`` (the default of
+:func:`crosslens.explain`) shows one only when stderr is a terminal and the work takes
+more than one pass (:func:`chunks`).
+"""
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from .chunking import chunks as _chunks
 
 
 class _SimpleBar:
@@ -44,3 +52,25 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True) -> Any:
     except ImportError:
         return _SimpleBar(total, desc)
     return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
+
+
+def wanted(setting: bool | None, passes: int) -> bool:
+    """Whether to show a bar for ``passes`` passes under the ``progress=`` setting."""
+    if setting is not None:
+        return bool(setting)
+    isatty = getattr(sys.stderr, "isatty", None)
+    return passes > 1 and bool(isatty and isatty())
+
+
+def chunks(total: int, size: int, desc: str, setting: bool | None
+           ) -> Iterator[tuple[int, int]]:
+    """:func:`crosslens.core.chunking.chunks` with a progress bar over the ``total`` items
+    (closed also when the loop ends early or raises)."""
+    passes = -(-int(total) // max(int(size), 1))
+    bar = progress_bar(total, desc, wanted(setting, passes))
+    try:
+        for a, b in _chunks(total, size):
+            yield a, b
+            bar.update(b - a)
+    finally:
+        bar.close()
