@@ -33,6 +33,7 @@ import tensorflow as tf
 from ..core.arrays import as_like, framework_of_array, to_numpy
 from ..core.errors import (CrosslensError, DisconnectedError, InputError, TargetError,
                            UnsupportedError)
+from ..core.rules import DECONV, GUIDED, Rule
 from ..core.scoring import score
 from ..core.scoring import single_output as _single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
@@ -45,7 +46,6 @@ from ..core.checks import (CallPicker, check_finite, check_image_input, check_ra
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
-RULES = ("guided", "deconv")
 _RELU_OPS = ("Relu", "Relu6")
 
 
@@ -63,7 +63,7 @@ def _register_relu_gradients() -> None:
     def deconv(op, grad):
         return tf.nn.relu(grad)
 
-    for rule, fn in (("guided", guided), ("deconv", deconv)):
+    for rule, fn in ((GUIDED.name, guided), (DECONV.name, deconv)):
         for op_type in _RELU_OPS:
             try:
                 tf.RegisterGradient(_override_name(rule, op_type))(fn)
@@ -495,8 +495,6 @@ class KerasBackend(Backend):
             layers.update(target.layers)
         layers = tuple(sorted(layers | ({wrt} if wrt else set())))
         names = tuple(sorted(replace))
-        if rule is not None and rule not in RULES:
-            raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {RULES}")
         if isinstance(target, PredictedTarget) and self._output_count(x, static=True) == 1:
             # a binary decision needs the output's kind (logit or probability): eagerly
             outputs = np.asarray(self._forward(x)).astype(np.float64)
@@ -521,8 +519,7 @@ class KerasBackend(Backend):
                 stack.enter_context(self._patched(layers, store, dict(zip(names, replacements))))
                 graph = tf.compat.v1.get_default_graph()
                 if rule is not None:
-                    stack.enter_context(graph.gradient_override_map(
-                        {op: _override_name(rule, op) for op in _RELU_OPS}))
+                    stack.enter_context(self.apply_rule(rule))
                 outputs = self._run(x)
             check_ran(store, layers)
             if rule is not None and not any(op.type in _RELU_OPS
@@ -713,3 +710,15 @@ def _shape_error(shape: tuple, expected: tuple):
     return InputError(f"this Keras model expects inputs of shape {want}; got {shape}. "
                       "Resize the input to the model's size (or rebuild the model with "
                       "a flexible input shape)")
+
+
+def _relu_override(backend: KerasBackend, rule: Rule):
+    """Guided backprop / deconvnet: every Relu / Relu6 op created while tracing gets the
+    rule's registered gradient (graph-mode ``tf.gradients`` honours the override)."""
+    graph = tf.compat.v1.get_default_graph()
+    return graph.gradient_override_map({op: _override_name(rule.name, op) for op in _RELU_OPS})
+
+
+# The backward rules this backend applies (crosslens.core.rules), and how.
+for _rule in (GUIDED, DECONV):
+    KerasBackend.register_rule(_rule, _relu_override)

@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from ..core.arrays import as_like, framework_of_array
 from ..core.errors import (CrosslensError, DisconnectedError, InputError,
                            ModelError, TargetError, UnsupportedError)
+from ..core.rules import DECONV, GUIDED, Rule
 from ..core.scoring import score, single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, TargetSpec, predicted_classes)
@@ -198,7 +199,6 @@ def _is_relu6(args: tuple, kwargs: dict) -> bool:
     return float(low) == 0.0 and float(high) == 6.0
 
 
-RULES = ("guided", "deconv")
 
 
 class TorchBackend(Backend):
@@ -556,7 +556,7 @@ class TorchBackend(Backend):
         with ExitStack() as stack:
             stack.enter_context(torch.enable_grad())
             if rule is not None:
-                stack.enter_context(self._relu_rule(rule))
+                stack.enter_context(self.apply_rule(rule))
             store = stack.enter_context(self._hooks(tuple(layers), replace or {}, wrt))
             leaf = x.detach().requires_grad_(wrt is None)
             outputs = self._run(leaf)
@@ -600,14 +600,13 @@ class TorchBackend(Backend):
         return value
 
     @contextmanager
-    def _relu_rule(self, rule: str) -> Iterator[None]:
-        if rule not in RULES:
-            raise UnsupportedError(f"unknown ReLU rule {rule!r}; valid rules: {RULES}")
+    def _relu_rule(self, rule: Rule) -> Iterator[None]:
+        """Guided backprop / deconvnet: every ReLU call of the pass rerouted by a mode."""
         if self.is_script:
             raise UnsupportedError(
                 "ReLU rules (guided backprop, deconvnet) cannot be applied to a TorchScript "
                 "module: TorchScript bypasses Python dispatch. Load the eager nn.Module")
-        mode = _ReluRuleMode(rule)
+        mode = _ReluRuleMode(rule.name)
         with mode:
             yield
         if mode.calls == 0:
@@ -728,3 +727,8 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, dict):
         return [t for v in value.values() for t in _tensors(v)]
     return []
+
+
+# The backward rules this backend applies (crosslens.core.rules), and how.
+for _rule in (GUIDED, DECONV):
+    TorchBackend.register_rule(_rule, TorchBackend._relu_rule)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import abc
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -43,6 +43,7 @@ from .checks import check_finite
 from .errors import (InputError, LayerNotFoundError, ModelError, NonFiniteError,
                      UnsupportedError)
 from .names import unknown_name_message
+from .rules import Rule, get_rule
 from .structure import InputStructure, structure_of
 from .targets import TargetSpec
 
@@ -150,6 +151,33 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: Capabilities from :data:`crosslens.core.registry.CAPABILITIES`.
     capabilities: ClassVar[frozenset[str]]
+
+    #: How this backend applies each backward rule it supports, by rule name
+    #: (:meth:`register_rule`, called in the backend's own file).
+    _rule_appliers: ClassVar[dict[str, Callable[["Backend", Rule], Any]]] = {}
+
+    @classmethod
+    def register_rule(cls, rule: Rule, apply: Callable[["Backend", Rule], Any]) -> None:
+        """Register how this backend applies ``rule``: ``apply(backend, rule)`` returns a
+        context manager active for the differentiation pass (the forward and, through it,
+        the backward of the score)."""
+        cls._rule_appliers = {**cls._rule_appliers, rule.name: apply}
+
+    @classmethod
+    def rules(cls) -> list[str]:
+        """Names of the backward rules this backend applies."""
+        return list(cls._rule_appliers)
+
+    def apply_rule(self, rule: Rule | str) -> Any:
+        """The context manager applying ``rule`` to one pass (a clear error when this
+        backend does not implement it)."""
+        rule = get_rule(rule)
+        apply = type(self)._rule_appliers.get(rule.name)
+        if apply is None:
+            raise UnsupportedError(f"the {self.name} backend does not apply the backward rule "
+                                   f"{rule.name!r} ({rule.summary}); it applies: "
+                                   f"{self.rules() or 'none'}")
+        return apply(self, rule)
 
     def __init__(self, model: Any) -> None:
         # Weak: the backend is cached per model, and must not keep the model alive.
@@ -438,8 +466,8 @@ class Backend(abc.ABC):
             ``None`` for the gradient w.r.t. the input, else a layer name: the gradient
             w.r.t. that layer's output (which is then also in ``activations``).
         rule
-            ``None`` (true gradient), ``"guided"`` or ``"deconv"``: the backward rule of
-            every ReLU in the model, scoped to this call.
+            ``None`` (true gradient) or a backward rule (:mod:`crosslens.core.rules`, an
+            object or its name, e.g. ``GUIDED`` / ``"guided"``), scoped to this call.
         capture
             Layer names whose outputs are returned in ``activations``.
         replace
@@ -453,6 +481,7 @@ class Backend(abc.ABC):
             first appeared).
         """
         capture = tuple(dict.fromkeys(list(capture) + ([wrt] if wrt else [])))
+        rule = get_rule(rule) if rule is not None else None
         # a target that compares the samples (diversity) is split only if memory forces it
         coupled = getattr(target, "couples_batch", False)
         size = (self.max_batch if coupled else self.pass_size)(x, backward=True)
@@ -633,7 +662,7 @@ class Backend(abc.ABC):
         """Model outputs for one pass, without gradients (must return one tensor)."""
 
     @abc.abstractmethod
-    def _gradient(self, x: Native, target: TargetSpec, wrt: str | None, rule: str | None,
+    def _gradient(self, x: Native, target: TargetSpec, wrt: str | None, rule: Rule | None,
                   capture: tuple[str, ...], replace: dict[str, Native] | None
                   ) -> GradientResult: ...
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..core.errors import OptionError, UnsupportedError
 from ..core.registry import register
+from ..core.rules import GUIDED
 from ..core.targets import ClassTarget
 from .base import Context, MethodResult
 from .batching import points_per_pass
@@ -214,7 +215,7 @@ def guided_gradcam(ctx: Context, *, relu: bool = True) -> MethodResult:
     _check_flags(relu=relu)
     target = ctx.fixed_target()
     cam = gradcam(ctx.derive(target=target), relu=relu, upsample=True)
-    guided = ctx.gradient(target=target, rule="guided")
+    guided = ctx.gradient(target=target, rule=GUIDED)
     h, w = input_size(ctx)
     n = ctx.n
     shape = (n, 1, h, w) if ctx.layout == "channels_first" else (n, h, w, 1)

@@ -10,6 +10,7 @@ These are Captum's ``GuidedBackprop`` and ``Deconvolution`` semantics.
 from __future__ import annotations
 
 from ..core.registry import register
+from ..core.rules import DECONV, GUIDED
 from .base import Context, MethodResult
 
 
@@ -18,7 +19,7 @@ from .base import Context, MethodResult
           summary="Gradient with ReLU backward relu'(x)·max(g, 0)",
           reference="Springenberg et al. 2015")
 def guided_backprop(ctx: Context) -> MethodResult:
-    result = ctx.gradient(wrt=ctx.layer, rule="guided")
+    result = ctx.gradient(wrt=ctx.layer, rule=GUIDED)
     return MethodResult(result.grad, result.outputs, layer=ctx.layer)
 
 
@@ -26,5 +27,5 @@ def guided_backprop(ctx: Context) -> MethodResult:
           aliases=("deconvolution", "deconv"),
           summary="Gradient with ReLU backward max(g, 0)", reference="Zeiler & Fergus 2014")
 def deconvnet(ctx: Context) -> MethodResult:
-    result = ctx.gradient(wrt=ctx.layer, rule="deconv")
+    result = ctx.gradient(wrt=ctx.layer, rule=DECONV)
     return MethodResult(result.grad, result.outputs, layer=ctx.layer)
