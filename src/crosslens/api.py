@@ -117,11 +117,11 @@ def _finish(backend: Any, result: Any, x: Any, native_x: Any, post: dict[str, An
     """Post-process native attributions and return them in the caller's array type (and,
     for several inputs, in the caller's structure)."""
     ops = backend.ops
-    if result.layer is not None:  # a layer's values: that layer's layout
+    structure = backend.structure
+    if result.layer is not None:  # a layer's values: that layer's layout, the input's type
         layout = backend.layer_output_layout(len(ops.shape(result.attributions)))
         native = postprocess(ops, result.attributions, layout, **post)
-        return backend.restore(native, x if backend.structure is None else native_x)
-    structure = backend.structure
+        return _restored(backend, native, x if structure is None else structure.members(x)[0])
     if structure is None:
         layout = backend.input_layout(ops.shape(native_x))
         return _restored(backend, postprocess(ops, result.attributions, layout, **post), x)

@@ -782,6 +782,9 @@ add("two-inputs-as-keywords", "torch", M.torch_two_inputs,
     lambda: dict(zip("ab", two_inputs("torch"))), explain("saliency", target=1),
     reference=lambda model, x: dict(zip("ab", _two_input_reference("saliency")("torch")(
         model, (x["a"], x["b"])))))
+both("two-inputs-layer-gradient-in-the-callers-type", TWO, TWO_X,
+     per_fw(lambda fw: explain("saliency", target=1, layer="a" if fw == "torch" else "fa")),
+     reference=_same_type_as_input(lambda model, x: np.tile(np.eye(M.CLASSES)[1], (2, 1))))
 both("two-inputs-given-one", TWO, IMG, explain("saliency", target=1),
      error=cl.CrosslensError, words=("model",))
 both("two-inputs-different-batch-sizes", TWO,
