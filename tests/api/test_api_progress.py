@@ -12,7 +12,7 @@ CALLS = [("occlusion", {"patch": 2}, "occlusion windows"),
          ("rise", {"samples": 40, "seed": 0}, "rise masks"),
          ("integrated_gradients", {"steps": 16}, "integrated gradients"),
          ("smoothgrad", {"samples": 6, "seed": 0}, "mean of saliency"),
-         ("score_cam", {}, "score_cam channels")]
+         ("score_cam", {}, "score_cam masks")]
 
 
 def _model():

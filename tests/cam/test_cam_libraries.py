@@ -98,3 +98,37 @@ def test_scorecam_equals_tf_keras_vis(zoo, kind, layer):
         ours, _ = zoo.explain(flavor, kind, x, "scorecam", target=TARGET, layer=layer,
                               dtype="float32")
         zoo.assert_close(ours, ref, 1e-5, f"{flavor} scorecam vs tf-keras-vis")
+
+
+def test_faster_scorecam_equals_tf_keras_vis_max_n_on_one_image(zoo):
+    """max_channels is tf-keras-vis' max_N (Faster Score-CAM). For one image the channels
+    kept are the same; for a batch tf-keras-vis keeps the union of the samples' choices,
+    crosslens each sample's own (batch-invariant)."""
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    model = zoo.model("keras", "small_cnn", "float32")
+    x = zoo.x("small_cnn")[:1].astype(np.float32)
+    ref = np.asarray(_tkv("scorecam")(model, clone=True)(
+        CategoricalScore(TARGET[:1]), zoo.nhwc(x), penultimate_layer="relu1",
+        seek_penultimate_conv_layer=False, max_N=3, normalize_cam=False))
+    full = np.asarray(_tkv("scorecam")(model, clone=True)(
+        CategoricalScore(TARGET[:1]), zoo.nhwc(x), penultimate_layer="relu1",
+        seek_penultimate_conv_layer=False, normalize_cam=False))
+    assert not np.allclose(ref, full, rtol=1e-3)  # max_N changes the map
+    for flavor in ("keras", "torch"):
+        ours, exp = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET[:1],
+                                layer="relu1", max_channels=3, dtype="float32")
+        assert exp.info["channels_used"].tolist() == [3]
+        zoo.assert_close(ours, ref, 1e-5, f"{flavor} faster scorecam vs tf-keras-vis")
+
+
+def test_faster_scorecam_through_the_tf_keras_vis_bridge(zoo):
+    """implementation='tf-keras-vis' maps max_channels to its max_N."""
+    import crosslens as cl
+
+    model = zoo.model("keras", "small_cnn", "float32")
+    x = zoo.nhwc(zoo.x("small_cnn")[:1].astype(np.float32))
+    ours = cl.explain(model, x, "score_cam", target=TARGET[:1], layer="relu1", max_channels=3)
+    theirs = cl.explain(model, x, "score_cam", target=TARGET[:1], layer="relu1",
+                        max_channels=3, implementation="tf-keras-vis")
+    zoo.assert_close(theirs.numpy(), ours.numpy(), 1e-5, "bridge max_N")

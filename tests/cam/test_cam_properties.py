@@ -8,6 +8,7 @@ import pytest
 import crosslens as cl
 from crosslens.viz import resize_bilinear
 from reference.builders import build_keras, build_torch
+from reference.methods_numpy import activation
 from reference.numpy_nets import forward
 
 FLAVORS = ("torch", "keras")
@@ -52,8 +53,44 @@ def test_scorecam_chunk_size_invariance(zoo, flavor):
                               memory_budget=1)
     whole, default = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET,
                                  layer="relu2")
-    assert tiny.info["chunk_channels"] == 1 and default.info["chunk_channels"] == 16
+    # 16 channels x 3 samples: one masked input per pass, or all 48 in one
+    assert tiny.info["chunk_masks"] == 1 and default.info["chunk_masks"] == 48
     zoo.assert_close(small, whole, 1e-13, "chunked scorecam")
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_faster_scorecam(zoo, flavor):
+    """max_channels keeps each sample's channels of largest spatial std: all of them is
+    full Score-CAM; fewer is a sum over the kept channels only, chosen per sample (a
+    sample's map is the same alone or in a batch)."""
+    x = zoo.x("small_cnn")
+    full, _ = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET, layer="relu2")
+    every, _ = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET, layer="relu2",
+                           max_channels=16)
+    zoo.assert_close(every, full, 1e-13, "max_channels = all channels")
+    fast, exp = zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET, layer="relu2",
+                            max_channels=3, relu=False, upsample=False)
+    assert exp.info["channels_used"].tolist() == [3, 3, 3]
+    spec = zoo.spec("small_cnn")
+    acts = activation(spec, x, "relu2")  # (N, 16, 8, 8)
+    for i in range(len(x)):
+        # numpy reference: the softmax-weighted sum over the 3 channels of largest std
+        top = np.argsort(-acts[i].reshape(16, -1).std(axis=1), kind="stable")[:3]
+        want = np.zeros(acts.shape[2:])
+        for k in top:
+            mask = resize_bilinear(acts[i, k], x.shape[2:])
+            mask = (mask - mask.min()) / (mask.max() - mask.min() + 1e-7)
+            logits = forward(spec, x[i:i + 1] * mask)[0]
+            p = np.exp(logits - logits.max())
+            want += p[TARGET[i]] / p.sum() * acts[i, k]
+        zoo.assert_close(fast[i], want, 1e-10, f"sample {i} vs numpy")
+        alone, _ = zoo.explain(flavor, "small_cnn", x[i:i + 1], "scorecam",
+                               target=TARGET[i:i + 1], layer="relu2", max_channels=3,
+                               relu=False, upsample=False)
+        zoo.assert_close(alone[0], fast[i], 1e-12, f"sample {i} alone")
+    with pytest.raises(cl.OptionError, match="between 1 and the layer's 16 channels"):
+        zoo.explain(flavor, "small_cnn", x, "scorecam", target=TARGET, layer="relu2",
+                    max_channels=17)
 
 
 def test_scorecam_raw_scores_for_callable_targets(zoo):

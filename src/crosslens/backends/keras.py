@@ -100,6 +100,9 @@ class KerasOps(ArrayOps):
     def as_integer(self, array):
         return tf.convert_to_tensor(np.asarray(array, dtype=np.int64))
 
+    def take_rows(self, array, rows):
+        return tf.gather(array, np.asarray(rows, dtype=np.int64))
+
     def gather_rows(self, array, index):
         return tf.gather(array, index, axis=1, batch_dims=1)
 

@@ -69,6 +69,10 @@ class TorchOps(ArrayOps):
     def as_integer(self, array):
         return torch.as_tensor(np.asarray(array, dtype=np.int64), device=self.device)
 
+    def take_rows(self, array, rows):
+        return array.index_select(0, torch.as_tensor(np.asarray(rows, dtype=np.int64),
+                                                     device=array.device))
+
     def gather_rows(self, array, index):
         return array.gather(1, index.to(array.device)[:, None])[:, 0]
 

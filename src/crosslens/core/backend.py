@@ -109,6 +109,10 @@ class ArrayOps(abc.ABC):
         """Whether every value of ``array`` is finite (no NaN, no infinity)."""
         return bool(np.isfinite(self.to_numpy(array)).all())
 
+    def take_rows(self, array: Native, rows: np.ndarray) -> Native:
+        """``array[rows]``: the batch rows of integer array ``rows`` (repeats allowed)."""
+        raise UnsupportedError(f"{type(self).__name__} does not implement take_rows")
+
     def gather_rows(self, array: Native, index: Native) -> Native:
         """``array[i, index[i]]`` for a ``(N, K)`` array and ``N`` native integers."""
         raise UnsupportedError(f"{type(self).__name__} does not implement gather_rows")

@@ -60,6 +60,9 @@ class NumpyOps(ArrayOps):
     def as_integer(self, array):
         return np.asarray(array, dtype=np.int64)
 
+    def take_rows(self, array, rows):
+        return array[np.asarray(rows, dtype=np.int64)]
+
     def gather_rows(self, array, index):
         return np.take_along_axis(array, np.asarray(index)[:, None], axis=1)[:, 0]
 

@@ -108,6 +108,9 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
             raise UnsupportedError(f"tf-keras-vis Scorecam computes its channel weights in "
                                    f"float32 and fails on a {x.dtype.name} model: use "
                                    "implementation='crosslens' (or a float32 model)")
+        if options.get("max_channels") is not None:  # our name of its Faster Score-CAM
+            options["max_N"] = options.pop("max_channels")
+        options.pop("max_channels", None)
     kwargs: dict[str, Any] = {"expand_cam": False, "normalize_cam": False,
                               "activation_modifier": _map_modifier(name, relu)}
     if layer is not None:  # exactly this layer: no search for a nearby conv layer
