@@ -53,6 +53,25 @@ def layercam(spec, x, target, layer, relu=True, up=True):
     return _finish((np.maximum(g, 0) * a).sum(axis=1), spec, relu, up)
 
 
+def hirescam(spec, x, target, layer, relu=True, up=True):
+    """Draelos & Carin: sum over channels of gradient times activation."""
+    a, g = _data(spec, x, target, layer)
+    return _finish((g * a).sum(axis=1), spec, relu, up)
+
+
+def gradcam_elementwise(spec, x, target, layer, relu=True, up=True):
+    """pytorch-grad-cam GradCAMElementWise: the positive part before the channel sum."""
+    a, g = _data(spec, x, target, layer)
+    return _finish(np.maximum(g * a, 0).sum(axis=1), spec, relu, up)
+
+
+def xgradcam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
+    """Fu et al. (pytorch-grad-cam XGradCAM): w_k = sum(g * A) / (sum(A) + eps)."""
+    a, g = _data(spec, x, target, layer)
+    weights = (g * a).sum(axis=(2, 3)) / (a.sum(axis=(2, 3)) + eps)
+    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+
+
 def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True):
     """Chattopadhyay et al.'s reference code, literally (Y = exp(S))."""
     a, g = _data(spec, x, target, layer)

@@ -218,3 +218,19 @@ def test_option_errors(zoo):
         zoo.explain("torch", "small_cnn", x, "channel_mask", layer="relu2")
     with pytest.raises(cl.OptionError, match="out of range.*16 channels"):
         zoo.explain("torch", "small_cnn", x, "channel_mask", layer="relu2", channel=16)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_hirescam_and_xgradcam_are_cam_over_positions_for_a_gap_dense_head(zoo, flavor):
+    """With the score b + W·mean(A), the gradient is W/Z at every position: HiResCAM and
+    XGrad-CAM both reduce to CAM / Z (Draelos & Carin; Fu et al.), element-wise Grad-CAM
+    to the sum of its positive terms."""
+    x = zoo.x("small_cnn")
+    options = dict(target=TARGET, layer="relu2", relu=False, upsample=False)
+    cam, _ = zoo.explain(flavor, "small_cnn", x, "cam", **options)
+    positions = cam.shape[1] * cam.shape[2]
+    for method, tolerance in (("hires_cam", 1e-10), ("xgrad_cam", 1e-6)):  # 1e-7 stabilizer
+        got, _ = zoo.explain(flavor, "small_cnn", x, method, **options)
+        zoo.assert_close(got * positions, cam, tolerance, method)
+    elementwise, _ = zoo.explain(flavor, "small_cnn", x, "grad_cam_elementwise", **options)
+    assert (elementwise >= 0).all() and (elementwise >= cam / positions - 1e-12).all()

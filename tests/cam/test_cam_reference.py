@@ -8,7 +8,8 @@ from cam import cam_numpy as ref
 
 FLAVORS = ("torch", "keras")
 TARGET = np.array([0, 2, 4])
-CLASS_METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "scorecam", "cam")
+CLASS_METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "scorecam", "cam", "hirescam",
+                 "gradcam_elementwise", "xgradcam")
 
 
 def _reference(zoo, method, kind, layer, target=TARGET, **options):

@@ -1,5 +1,6 @@
-"""Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, Eigen-CAM, guided
-Grad-CAM, and the channel activation behind the channel-mask visualizer.
+"""Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, HiResCAM,
+element-wise Grad-CAM, XGrad-CAM, Eigen-CAM, guided Grad-CAM, and the channel activation
+behind the channel-mask visualizer.
 
 Output convention: every CAM is an ``(N, H, W)`` map per sample, with no channel axis, on
 PyTorch and Keras alike (so the two compare directly). ``Explanation.image_maps()``
@@ -29,6 +30,8 @@ sums over positions ``ij``, ``Z`` = number of positions):
 - Score-CAM: ``Σ_k softmax(f(x ∘ M_k))_c · A_k`` with ``M_k`` the upsampled ``A_k``
   scaled to ``[0, 1]`` (``(a - min) / (max - min + 1e-7)``), as tf-keras-vis;
 - Layer-CAM: ``Σ_k relu(g_k) ⊙ A_k``;
+- HiResCAM: ``Σ_k g_k ⊙ A_k``; element-wise Grad-CAM: ``Σ_k relu(g_k ⊙ A_k)``;
+- XGrad-CAM: ``Σ_k w_k A_k``, ``w_k = Σ_ij g_k A_k / (Σ_ij A_k + 1e-7)``;
 - Eigen-CAM: the projection of the ``(Z, K)`` activation matrix on its first right
   singular vector, with the sign that makes the map sum non-negative (class-agnostic);
 - CAM: ``Σ_k W_ck A_k`` with ``W`` the dense layer after global average pooling.
@@ -49,6 +52,8 @@ from .scoring import channel_axis, forward_scores
 
 #: Score-CAM's mask normalization epsilon (``keras.backend.epsilon()``, as tf-keras-vis).
 SCORECAM_EPS = 1e-7
+#: XGrad-CAM's denominator epsilon (pytorch-grad-cam's).
+XGRADCAM_EPS = 1e-7
 #: Relative tolerance of CAM's check that the head is global average pooling + dense.
 HEAD_TOLERANCE = 1e-4
 
@@ -200,6 +205,55 @@ def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Metho
     ch, _ = _axes(ctx)
     cam = ctx.ops.sum(ctx.ops.relu(grad) * values, axis=ch)
     return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("hires_cam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("hirescam",),
+          summary="Σ_k ∂S/∂A_k ⊙ A_k: gradients weight activations position by position "
+                  "(no averaging)",
+          reference="Draelos & Carin 2020")
+def hirescam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """HiResCAM: the element-wise product of the gradient and the activations summed over
+    channels; for a GAP + dense head it is CAM divided by the number of positions
+    (pytorch-grad-cam ``HiResCAM``)."""
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "hires_cam")
+    ch, _ = _axes(ctx)
+    cam_map = ctx.ops.sum(grad * values, axis=ch)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("grad_cam_elementwise", needs=("layer_grad", "activations"), family="cam",
+          aliases=("gradcam_elementwise", "element_wise_grad_cam"),
+          summary="Σ_k relu(∂S/∂A_k ⊙ A_k): positive element-wise contributions",
+          reference="pytorch-grad-cam GradCAMElementWise")
+def gradcam_elementwise(ctx: Context, *, relu: bool = True, upsample: bool = True
+                        ) -> MethodResult:
+    """Element-wise Grad-CAM: each position's and channel's gradient × activation, its
+    positive part summed over channels (pytorch-grad-cam ``GradCAMElementWise``)."""
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "grad_cam_elementwise")
+    ch, _ = _axes(ctx)
+    cam_map = ctx.ops.sum(ctx.ops.relu(grad * values), axis=ch)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("xgrad_cam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("xgradcam",),
+          summary="Σ_k w_k·A_k with w_k = Σ_ij (∂S/∂A_k ⊙ A_k) / Σ_ij A_k: axiom-based "
+                  "weights",
+          reference="Fu et al. 2020")
+def xgradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """XGrad-CAM: channel weights ``Σ_ij g A / (Σ_ij A + 1e-7)``, which satisfy the
+    sensitivity and conservation axioms of Fu et al. (pytorch-grad-cam ``XGradCAM``)."""
+    _check_flags(relu=relu, upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "xgrad_cam")
+    ops = ctx.ops
+    ch, sp = _axes(ctx)
+    total = ops.sum(values, axis=sp, keepdims=True)
+    weights = ops.sum(grad * values, axis=sp, keepdims=True) / (total + XGRADCAM_EPS)
+    cam_map = ops.sum(weights * values, axis=ch)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
 
 
 @register("guided_grad_cam", needs=("grad", "layer_grad", "activations", "relu_override"),
