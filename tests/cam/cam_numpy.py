@@ -72,6 +72,20 @@ def xgradcam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
     return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
 
 
+def ablationcam(spec, x, target, layer, relu=True, up=True):
+    """Desai & Ramaswamy: w_k = (S - S_k) / S, S_k the score with channel k zeroed, here
+    in closed form for the small CNN's GAP + fc head after ``layer``:
+    S - S_k = W_ck mean(A_k)."""
+    assert spec.kind == "small_cnn" and layer == "relu2"
+    logits, acts = forward(spec, x, capture=(layer,))
+    a = acts[layer]
+    target = np.asarray(target)
+    s = logits[np.arange(len(x)), target]
+    w = spec.weights["fc.weight"][target]  # (N, K)
+    weights = w * a.mean(axis=(2, 3)) / s[:, None]
+    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+
+
 def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True):
     """Chattopadhyay et al.'s reference code, literally (Y = exp(S))."""
     a, g = _data(spec, x, target, layer)

@@ -234,3 +234,13 @@ def test_hirescam_and_xgradcam_are_cam_over_positions_for_a_gap_dense_head(zoo, 
         zoo.assert_close(got * positions, cam, tolerance, method)
     elementwise, _ = zoo.explain(flavor, "small_cnn", x, "grad_cam_elementwise", **options)
     assert (elementwise >= 0).all() and (elementwise >= cam / positions - 1e-12).all()
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_ablationcam_chunk_size_invariance(zoo, flavor):
+    x = zoo.x("small_cnn")
+    tiny, _ = zoo.explain(flavor, "small_cnn", x, "ablation_cam", target=TARGET,
+                          layer="relu2", memory_budget=1)
+    whole, _ = zoo.explain(flavor, "small_cnn", x, "ablation_cam", target=TARGET,
+                           layer="relu2")
+    zoo.assert_close(tiny, whole, 1e-12, "chunked ablation_cam")

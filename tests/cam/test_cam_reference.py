@@ -22,7 +22,7 @@ def _reference(zoo, method, kind, layer, target=TARGET, **options):
 
 
 @pytest.mark.parametrize("flavor", FLAVORS)
-@pytest.mark.parametrize("method", CLASS_METHODS + ("eigencam", "guided_gradcam"))
+@pytest.mark.parametrize("method", CLASS_METHODS + ("eigencam", "guided_gradcam", "ablationcam"))
 def test_matches_numpy_reference_at_named_layer(zoo, flavor, method):
     ours, exp = zoo.explain(flavor, "small_cnn", zoo.x("small_cnn"), method,
                             target=TARGET.tolist(), layer="relu2")

@@ -1,5 +1,5 @@
 """Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, HiResCAM,
-element-wise Grad-CAM, XGrad-CAM, Eigen-CAM, guided Grad-CAM, and the channel activation
+element-wise Grad-CAM, XGrad-CAM, Ablation-CAM, Eigen-CAM, guided Grad-CAM, and the channel activation
 behind the channel-mask visualizer.
 
 Output convention: every CAM is an ``(N, H, W)`` map per sample, with no channel axis, on
@@ -32,6 +32,8 @@ sums over positions ``ij``, ``Z`` = number of positions):
 - Layer-CAM: ``Σ_k relu(g_k) ⊙ A_k``;
 - HiResCAM: ``Σ_k g_k ⊙ A_k``; element-wise Grad-CAM: ``Σ_k relu(g_k ⊙ A_k)``;
 - XGrad-CAM: ``Σ_k w_k A_k``, ``w_k = Σ_ij g_k A_k / (Σ_ij A_k + 1e-7)``;
+- Ablation-CAM: ``Σ_k w_k A_k``, ``w_k = (S - S_k) / S`` with ``S_k`` the score when channel
+  ``k`` of the layer is zeroed;
 - Eigen-CAM: the projection of the ``(Z, K)`` activation matrix on its first right
   singular vector, with the sign that makes the map sum non-negative (class-agnostic);
 - CAM: ``Σ_k W_ck A_k`` with ``W`` the dense layer after global average pooling.
@@ -437,6 +439,46 @@ def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.
     probabilities = np.exp(outputs)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     return probabilities[np.arange(len(outputs)), target.indices]
+
+
+# --- Ablation-CAM -----------------------------------------------------------------------------
+
+@register("ablation_cam", needs=("layer_grad", "layer_override", "activations"), family="cam",
+          aliases=("ablationcam",),
+          summary="Σ_k w_k·A_k with w_k = (S - S_k)/S, S_k the score with channel k of the "
+                  "layer set to 0",
+          reference="Desai & Ramaswamy 2020")
+def ablationcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+    """Ablation-CAM: each channel's weight is the relative drop of the target score when
+    that channel of the layer is zeroed (pytorch-grad-cam ``AblationCAM``). The ``K·N``
+    ablated passes are chunked to the memory budget like Score-CAM's masked inputs.
+    A score of exactly 0 cannot be divided by and is an error (non-finite weights)."""
+    _check_flags(relu=relu, upsample=upsample)
+    target = ctx.fixed_target()
+    ctx = ctx.derive(target=target)
+    layer, values, _, result = _layer_gradient(ctx, "ablation_cam")
+    ops = ctx.ops
+    ch, _ = _axes(ctx)
+    n, k = ctx.n, ops.shape(values)[ch]
+    scores = ops.to_numpy(result.scores).astype(np.float64)
+    channel_shape = [1, 1, 1, 1]
+    channel_shape[ch] = k
+    per_pass = points_per_pass(ctx, k)  # channels per pass (each a copy of the batch)
+    drops = np.empty((k, n))
+    for start, stop in ctx.chunks(k, per_pass, "ablation_cam channels"):
+        m = stop - start
+        keep = np.ones((m, k))
+        keep[np.arange(m), np.arange(start, stop)] = 0.0  # block j zeroes channel start + j
+        mask = np.repeat(keep, n, axis=0).reshape([m * n] + channel_shape[1:])
+        ablated = ops.repeat_batch(values, m) * ops.asarray(mask)
+        part = ctx.gradient(ops.repeat_batch(ctx.x, m), target.repeat(m), wrt=layer,
+                            replace={layer: ablated})
+        drops[start:stop] = scores[None, :] - ops.to_numpy(part.scores).reshape(m, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = drops / scores[None, :]
+    w = ops.asarray(weights.T.reshape([n] + channel_shape[1:]))
+    cam_map = ops.sum(values * w, axis=ch)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
 
 
 # --- Eigen-CAM --------------------------------------------------------------------------------
