@@ -24,6 +24,8 @@ DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "vargrad": {"samples": 25, "seed": 0},
     "occlusion": {"patch": 32, "stride": 16},
     "rise": {"samples": 400, "seed": 0},
+    "kernel_shap": {"samples": 256, "seed": 0},  # 16 grid features
+    "shapley_value_sampling": {"samples": 10, "seed": 0},
     # 320 channels at 7x7 instead of the 1280 of the head: one forward pass per channel
     "score_cam": {"layer": "_blocks.15"},
 }
