@@ -32,7 +32,8 @@ from .options import flag, integer, number
 INPUT = {"saliency": "Saliency", "gradient_x_input": "InputXGradient",
          "integrated_gradients": "IntegratedGradients", "guided_backprop": "GuidedBackprop",
          "deconvnet": "Deconvolution", "occlusion": "Occlusion",
-         "feature_ablation": "FeatureAblation"}
+         "feature_ablation": "FeatureAblation", "gradient_shap": "GradientShap",
+         "kernel_shap": "KernelShap", "shapley_value_sampling": "ShapleyValueSampling"}
 LAYER = {"saliency": "LayerGradientXActivation", "gradient_x_input": "LayerGradientXActivation",
          "integrated_gradients": "LayerIntegratedGradients", "conductance": "LayerConductance",
          "activations": "LayerActivation", "grad_cam": "LayerGradCam",
@@ -266,6 +267,16 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
             baseline = options.pop("baseline", "zeros")
             sigma = number(where, "blur_sigma", options.pop("blur_sigma", 8.0), minimum=0.0)
             out["baselines"] = _baseline(baseline, x, sigma)
+    if name in ("GradientShap", "KernelShap", "ShapleyValueSampling"):
+        # our option names, where given, in Captum's terms (its own names pass through)
+        if "samples" in options:
+            out["n_samples"] = integer(where, "samples", options.pop("samples"))
+        if "stdev" in options:
+            out["stdevs"] = number(where, "stdev", options.pop("stdev"), minimum=0.0)
+        if "baseline" in options:
+            options["baselines"] = options.pop("baseline")
+        if name == "GradientShap" and "baselines" not in options:  # ours defaults to zeros
+            out["baselines"] = torch.zeros_like(x)
     if name == "Occlusion":
         channels = x.shape[1]
         patch = integer(where, "patch", options.pop("patch", 16))
