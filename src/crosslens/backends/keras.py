@@ -38,11 +38,11 @@ from ..core.scoring import score
 from ..core.scoring import single_output as _single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, ScoreTarget, TargetSpec, check_class_range,
-                            predicted_classes)
+                            class_output_message, predicted_classes)
 from ..core.backend import ArrayOps, Backend, GradientResult
 from ..core.checks import (CallPicker, check_finite, check_image_input, check_ran,
-                           class_output_message, disconnected_message, group_calls,
-                           model_error, not_a_tensor_message)
+                           disconnected_message, group_calls, model_error,
+                           not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
                           "layer_override", "forward"})
@@ -188,6 +188,10 @@ class KerasBackend(Backend):
                 "models on TensorFlow (set KERAS_BACKEND=tensorflow)")
         super().__init__(model)
         self._layers = dict(_walk_layers(model))
+        self._format = next(
+            (layer.data_format for layer in self._layers.values()
+             if getattr(layer, "data_format", None) in ("channels_first", "channels_last")
+             and "conv" in type(layer).__name__.lower()), None)
         self._ops = KerasOps(tf.as_dtype(_input_dtype(model)))
         self._fns: dict[tuple, Any] = {}
         self._call_fns: dict[tuple, Any] = {}  # traces of user callables: one call only
@@ -236,11 +240,6 @@ class KerasBackend(Backend):
 
     def _conv_format(self) -> str | None:
         """The data format of the model's convolutions (``None`` without any)."""
-        if not hasattr(self, "_format"):
-            self._format = next(
-                (layer.data_format for layer in self._layers.values()
-                 if getattr(layer, "data_format", None) in ("channels_first", "channels_last")
-                 and "conv" in type(layer).__name__.lower()), None)
         return self._format
 
     def layer_names(self) -> list[str]:
@@ -272,10 +271,9 @@ class KerasBackend(Backend):
             return None
         return len(inputs) if inputs else None
 
-    def embedding_layers(self) -> list[str]:
-        """Names of the layers that embed integer inputs, in model order."""
-        return [n for n, layer in self._layers.items()
-                if isinstance(layer, keras.layers.Embedding)]
+    def embedding_sizes(self) -> dict[str, int]:
+        return {n: int(layer.input_dim) for n, layer in self._layers.items()
+                if isinstance(layer, keras.layers.Embedding)}
 
     # --- model copies (sanity checks) ---------------------------------------------------
     def parameter_layers(self) -> list[str]:
@@ -309,10 +307,7 @@ class KerasBackend(Backend):
         native = self._native_input(x)
         shape = tuple(int(s) for s in native.shape)
         if self.ops.is_integer(native):
-            self._check_ids(native)
-            self._check_tokens(native)
-            self._check_runs(native)
-            return native
+            return self._prepare_ids(native)
         expected = self._input_shape()
         if expected is not None:
             layout = self.layout or "channels_last"
@@ -356,19 +351,6 @@ class KerasBackend(Backend):
             raise InputError(f"the input has dtype {x.dtype.name}, which a model cannot be "
                              "explained for; give floating-point values (or integer token ids)")
         return self.ops.asarray(x)
-
-    def _check_tokens(self, tokens: tf.Tensor) -> None:
-        if int(tf.size(tokens)) and int(tf.reduce_min(tokens)) < 0:
-            raise InputError(f"the integer input holds negative ids (min "
-                             f"{int(tf.reduce_min(tokens))}); token ids index an embedding "
-                             "and must be >= 0")
-        sizes = [(n, int(self._layers[n].input_dim)) for n in self.embedding_layers()]
-        if int(tf.size(tokens)) and sizes:
-            top = int(tf.reduce_max(tokens))
-            name, size = min(sizes, key=lambda item: item[1])
-            if top >= size and (len(sizes) == 1 or top >= max(s for _, s in sizes)):
-                raise InputError(f"token id {top} is out of range for embedding {name!r} "
-                                 f"with {size} entries (valid ids 0..{size - 1})")
 
     def _check_runs(self, native: tf.Tensor) -> None:
         self._run(native[:1])

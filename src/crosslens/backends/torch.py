@@ -265,9 +265,6 @@ class TorchBackend(Backend):
     def layer_layout(self) -> str:
         return "channels_first"  # PyTorch layer outputs put channels on axis 1
 
-    def layer_output_layout(self, rank: int) -> str | None:
-        return "channels_first" if rank >= 4 else None
-
     def layer_names(self) -> list[str]:
         return list(self._modules)
 
@@ -353,10 +350,7 @@ class TorchBackend(Backend):
         shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
         native = self._native_input(x)
         if self.ops.is_integer(native):
-            self._check_ids(native)
-            self._check_tokens(native)
-            self._check_runs(native)
-            return native
+            return self._prepare_ids(native)
         if self._first is not None:
             kind, rank, channels = self._first
             try:
@@ -414,19 +408,6 @@ class TorchBackend(Backend):
             return torch.as_tensor(x.astype(np.int64), device=self.device)
         return self.ops.asarray(x)
 
-    def _check_tokens(self, tokens: torch.Tensor) -> None:
-        """Token ids must index the model's embeddings."""
-        if tokens.numel() and int(tokens.min()) < 0:
-            raise InputError(f"the integer input holds negative ids (min {int(tokens.min())}); "
-                             "token ids index an embedding and must be >= 0")
-        sizes = [(n, m.num_embeddings) for n, m in self._modules.items()
-                 if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
-        if tokens.numel() and sizes and int(tokens.max()) >= min(s for _, s in sizes):
-            name, size = min(sizes, key=lambda item: item[1])
-            if len(sizes) == 1 or int(tokens.max()) >= max(s for _, s in sizes):
-                raise InputError(f"token id {int(tokens.max())} is out of range for embedding "
-                                 f"{name!r} with {size} entries (valid ids 0..{size - 1})")
-
     def _check_runs(self, native: torch.Tensor) -> None:
         with torch.no_grad():
             self._run(native[:1])
@@ -447,10 +428,9 @@ class TorchBackend(Backend):
         array = native.cpu().numpy()
         return as_like(array, like)
 
-    def embedding_layers(self) -> list[str]:
-        """Names of the modules that embed integer inputs, in model order."""
-        return [n for n, m in self._modules.items()
-                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+    def embedding_sizes(self) -> dict[str, int]:
+        return {n: m.num_embeddings for n, m in self._modules.items()
+                if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))}
 
     # --- running the model --------------------------------------------------------------------
     def _run(self, x: torch.Tensor) -> Any:

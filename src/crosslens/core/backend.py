@@ -339,9 +339,14 @@ class Backend(abc.ABC):
         or ``"linear"`` (decides whether a single output is a probability or a logit)."""
         return None
 
+    def embedding_sizes(self) -> dict[str, int]:
+        """``{layer: number of ids}`` of the layers that embed integer inputs (token ids),
+        in model order."""
+        return {}
+
     def embedding_layers(self) -> list[str]:
         """Names of the layers that embed integer inputs (token ids), in model order."""
-        return []
+        return list(self.embedding_sizes())
 
     # --- data ----------------------------------------------------------------------------
     def input_count(self) -> int | None:
@@ -396,13 +401,27 @@ class Backend(abc.ABC):
                 f"{tuple(self.ops.shape(native))}); pass the token ids as integers, e.g. "
                 "x.astype('int64') or x.long()")
 
-    def _check_ids(self, native: Native) -> None:
-        """Integer inputs are ids for an embedding; a model without one takes floats."""
-        if not self.embedding_layers():
+    def _prepare_ids(self, native: Native) -> Native:
+        """Check an integer batch: ids for the model's embeddings (a model without one
+        takes floats), in range, and accepted by the model (one sample is run)."""
+        sizes = self.embedding_sizes()
+        if not sizes:
             raise InputError(
                 f"the input holds integers (dtype {str(native.dtype).split('.')[-1]}), but "
                 "this model has no embedding layer to take ids; give floating-point values "
                 "(e.g. x.astype('float32'), scaled as in training)")
+        ids = self.ops.to_numpy(native)
+        if ids.size and int(ids.min()) < 0:
+            raise InputError(f"the integer input holds negative ids (min {int(ids.min())}); "
+                             "token ids index an embedding and must be >= 0")
+        if ids.size:
+            top = int(ids.max())
+            name, size = min(sizes.items(), key=lambda item: item[1])
+            if top >= size and (len(sizes) == 1 or top >= max(sizes.values())):
+                raise InputError(f"token id {top} is out of range for embedding {name!r} "
+                                 f"with {size} entries (valid ids 0..{size - 1})")
+        self._check_runs(native)
+        return native
 
     def _prepare_member(self, x: Any) -> Native:
         """Convert one member of an input structure (checked only for finiteness here;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import (InputError, LayerNotFoundError, ModelError, TargetError,
                      UnsupportedError)
-from .targets import ChannelTarget, class_output_message  # noqa: F401  (re-exported)
+from .targets import ChannelTarget
 
 _LAYOUT_AXES = {"channels_first": "(batch, channels, height, width)",
                 "channels_last": "(batch, height, width, channels)"}

@@ -40,14 +40,16 @@ sums over positions ``ij``, ``Z`` = number of positions):
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ..core.errors import OptionError, UnsupportedError
+from ..core.errors import OptionError, TargetError, UnsupportedError
 from ..core.registry import register
 from ..core.rules import GUIDED
-from ..core.targets import ClassTarget
+from ..core.targets import ClassTarget, class_output_message
 from .base import Context, MethodResult
 from .batching import points_per_pass
 from .scoring import channel_axis, forward_scores
@@ -381,16 +383,17 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
     # channel-major (K, N, h, w): the maps of a (channel, sample) pair are one row
     order = (1, 0, 2, 3) if ch == 1 else (3, 0, 1, 2)
     channels = ops.transpose(values, order)
-    maps_host = ops.to_numpy(channels)
-    kept = _kept_channels(maps_host, max_channels)
+    pairs = ops.reshape(channels, (k * n,) + ops.shape(channels)[2:])  # row k·N + i
+    kept = _kept_channels(channels, ops, max_channels, k, n)
     pair_channel, pair_sample = np.nonzero(kept)  # channel-major, as full Score-CAM
     size = input_size(ctx)
     first = ctx.layout == "channels_first"  # the input's layout, for the masks
     per_pass = ctx.backend.pass_size(ctx.x, backward=False, total=len(pair_channel))
     weights = np.zeros((k, n))
+    binary = functools.cache(ctx.binary_kind)  # one forward pass, only for a single output
     for a, b in ctx.chunks(len(pair_channel), per_pass, "score_cam masks"):
         kk, ii = pair_channel[a:b], pair_sample[a:b]
-        maps = ops.resize_bilinear(ops.asarray(maps_host[kk, ii]), size)
+        maps = ops.resize_bilinear(ops.take_rows(pairs, kk * n + ii), size)
         low = ops.min(maps, axis=(1, 2), keepdims=True)
         high = ops.max(maps, axis=(1, 2), keepdims=True)
         masks = (maps - low) / (high - low + SCORECAM_EPS)
@@ -398,7 +401,7 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
                             (b - a,) + tuple(size) + (1,))
         points = ops.take_rows(ctx.x, ii) * masks
         rows = ClassTarget(target.indices[ii]) if isinstance(target, ClassTarget) else target
-        weights[kk, ii] = _masked_scores(ctx, points, rows, softmax)
+        weights[kk, ii] = _masked_scores(ctx, points, rows, softmax, binary)
     w = ops.asarray(weights.reshape(k, n, 1, 1))
     cam_map = ops.sum(channels * w, axis=0)
     return _result(finish(ctx, cam_map, relu, upsample), None, layer, relu, upsample,
@@ -406,33 +409,35 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
                    channels_used=kept.sum(axis=0))
 
 
-def _kept_channels(maps: np.ndarray, max_channels: int | None) -> np.ndarray:
+def _kept_channels(channels: Any, ops: Any, max_channels: int | None, k: int,
+                   n: int) -> np.ndarray:
     """``(K, N)`` booleans: which channels mask each sample (all, or each sample's
-    ``max_channels`` of largest spatial standard deviation; ties keep the lower index)."""
-    k, n = maps.shape[:2]
+    ``max_channels`` of largest spatial standard deviation; ties keep the lower index).
+    ``channels`` are the native ``(K, N, h, w)`` maps."""
     if max_channels is None:
         return np.ones((k, n), dtype=bool)
     if not 1 <= max_channels <= k:
         raise OptionError(f"max_channels must be between 1 and the layer's {k} channels; "
                           f"got {max_channels}")
-    spread = maps.reshape(k, n, -1).astype(np.float64).std(axis=2)  # (K, N)
+    maps = ops.to_numpy(channels).reshape(k, n, -1).astype(np.float64)
+    spread = maps.std(axis=2)  # (K, N)
     kept = np.zeros((k, n), dtype=bool)
     for i in range(n):
         kept[np.argsort(-spread[:, i], kind="stable")[:max_channels], i] = True
     return kept
 
 
-def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool) -> np.ndarray:
-    """Target score (or class probability) of each masked input, float64 numpy."""
+def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool,
+                   binary: Callable[[], str]) -> np.ndarray:
+    """Target score (or class probability) of each masked input, float64 numpy;
+    ``binary()`` tells a single output's kind (logit or probability)."""
     if not softmax:
         return forward_scores(ctx, points, target)
     outputs = ctx.ops.to_numpy(ctx.backend.forward(points)).astype(np.float64)
     if outputs.ndim != 2:
-        from ..core.errors import TargetError
-        from ..core.targets import class_output_message
         raise TargetError(class_output_message(outputs.shape))
     if outputs.shape[1] == 1:  # a single output: the sigmoid (or the probability) of the class
-        kind = ctx.binary_kind()
+        kind = binary()
         p1 = outputs[:, 0] if kind == "probability" else 1.0 / (1.0 + np.exp(-outputs[:, 0]))
         return np.where(target.indices == 0, 1.0 - p1, p1)
     outputs = outputs - outputs.max(axis=1, keepdims=True)

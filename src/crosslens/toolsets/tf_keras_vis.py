@@ -116,12 +116,7 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
     if layer is not None:  # exactly this layer: no search for a nearby conv layer
         kwargs["penultimate_layer"] = layer_object(layer)
         kwargs["seek_penultimate_conv_layer"] = False
-    valid = [p for p in inspect.signature(cam_class.__call__).parameters
-             if p not in ("self", "score", "seed_input")]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise OptionError(f"{where} has no option {unknown[0]!r}; its options are: "
-                          f"{', '.join(valid)} (plus relu, upsample)")
+    _check_known(where, cam_class.__call__, options, " (plus relu, upsample)")
     kwargs.update(options)
     with _toolset_errors(where, layer):
         cam = np.asarray(cam_class(model, model_modifier=None, clone=False)(score, x, **kwargs))
@@ -132,18 +127,24 @@ def run(model: Any, layer_object: Any, x: tf.Tensor, method: str, target: Any,
     return cam
 
 
+def _check_known(where: str, call: Any, options: dict, extra: str = "") -> None:
+    """Option names ``call`` does not take are an OptionError listing those it does."""
+    valid = [p for p in inspect.signature(call).parameters
+             if p not in ("self", "score", "seed_input")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise OptionError(f"{where} has no option {unknown[0]!r}; its options are: "
+                          f"{', '.join(valid)}{extra}")
+
+
 def _activation_maximization(model: Any, score: Any, x: tf.Tensor, options: dict) -> np.ndarray:
     """tf-keras-vis' ActivationMaximization started from ``x`` (its seed input); returns the
     optimized inputs. Its own defaults (jitter, rotation, total variation, L1 norm, RMSprop,
     200 steps) apply unless given; ``input_range`` defaults to the range of ``x``."""
     from tf_keras_vis.activation_maximization import ActivationMaximization
 
-    valid = [p for p in inspect.signature(ActivationMaximization.__call__).parameters
-             if p not in ("self", "score", "seed_input")]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise OptionError(f"tf-keras-vis ActivationMaximization has no option {unknown[0]!r}; "
-                          f"its options are: {', '.join(valid)}")
+    _check_known("tf-keras-vis ActivationMaximization", ActivationMaximization.__call__,
+                 options)
     if "steps" in options:
         options["steps"] = integer("tf-keras-vis ActivationMaximization", "steps",
                                    options["steps"])
