@@ -3,6 +3,12 @@
 Built on :mod:`reference.numpy_nets` only (activations and layer gradients), never on
 crosslens; the bilinear upsampling is an explicit per-pixel loop of the
 ``align_corners=False`` formula. Maps are ``(N, H, W)``.
+
+pytorch-grad-cam's extras (it cannot be installed here: it needs torchvision) are its
+formulas, literally: ``eigen=True`` is its ``eigen_smooth`` (``get_2d_projection`` of the
+weighted activations), :func:`aug_smooth` its ttach augmentations, :func:`kpcacam` its
+``get_2d_projection_kernel`` on sklearn's ``KernelPCA``. They are compared in crosslens'
+convention: raw maps, ReLU and upsampling per option, no min-max scaling.
 """
 from __future__ import annotations
 
@@ -36,43 +42,99 @@ def _finish(cam, spec, relu, up):
     return upsample(cam, (spec.size, spec.size)) if up else cam
 
 
+def projection_2d(batch):
+    """pytorch-grad-cam ``get_2d_projection`` on ``(N, K, h, w)``: centre the
+    ``(h·w, K)`` matrix over positions, project on ``VT[0]`` of a full SVD. Its sign is
+    LAPACK's; it is fixed here by pytorch-grad-cam's own sign correction (Seg-Eigen-CAM,
+    Eq. 13: flip when ``|min| > |max|``)."""
+    maps = []
+    for a in batch:
+        matrix = a.reshape(a.shape[0], -1).T
+        matrix = matrix - matrix.mean(axis=0)
+        _, _, vt = np.linalg.svd(matrix, full_matrices=True)
+        proj = (matrix @ vt[0, :]).reshape(a.shape[1:])
+        maps.append(-proj if abs(proj.min()) > abs(proj.max()) else proj)
+    return np.stack(maps)
+
+
+def _channels(weighted, eigen):
+    """pytorch-grad-cam ``get_cam_image``: the channel sum, or with ``eigen_smooth`` the
+    2-D projection."""
+    return projection_2d(weighted) if eigen else weighted.sum(axis=1)
+
+
 def _data(spec, x, target, layer):
     _, acts = forward(spec, x, capture=(layer,))
     grad = layer_gradient(spec, x, np.asarray(target), layer)
     return acts[layer], grad
 
 
-def gradcam(spec: NetSpec, x, target, layer, relu=True, up=True):
+def gradcam(spec: NetSpec, x, target, layer, relu=True, up=True, eigen=False):
     a, g = _data(spec, x, target, layer)
-    cam = (g.mean(axis=(2, 3), keepdims=True) * a).sum(axis=1)
+    cam = _channels(g.mean(axis=(2, 3), keepdims=True) * a, eigen)
     return _finish(cam, spec, relu, up)
 
 
-def layercam(spec, x, target, layer, relu=True, up=True):
+def layercam(spec, x, target, layer, relu=True, up=True, eigen=False):
     a, g = _data(spec, x, target, layer)
-    return _finish((np.maximum(g, 0) * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(np.maximum(g, 0) * a, eigen), spec, relu, up)
 
 
-def hirescam(spec, x, target, layer, relu=True, up=True):
+def hirescam(spec, x, target, layer, relu=True, up=True, eigen=False):
     """Draelos & Carin: sum over channels of gradient times activation."""
     a, g = _data(spec, x, target, layer)
-    return _finish((g * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(g * a, eigen), spec, relu, up)
 
 
-def gradcam_elementwise(spec, x, target, layer, relu=True, up=True):
+def gradcam_elementwise(spec, x, target, layer, relu=True, up=True, eigen=False):
     """pytorch-grad-cam GradCAMElementWise: the positive part before the channel sum."""
     a, g = _data(spec, x, target, layer)
-    return _finish(np.maximum(g * a, 0).sum(axis=1), spec, relu, up)
+    return _finish(_channels(np.maximum(g * a, 0), eigen), spec, relu, up)
 
 
-def xgradcam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
+def xgradcam(spec, x, target, layer, relu=True, up=True, eps=1e-7, eigen=False):
     """Fu et al. (pytorch-grad-cam XGradCAM): w_k = sum(g * A) / (sum(A) + eps)."""
     a, g = _data(spec, x, target, layer)
     weights = (g * a).sum(axis=(2, 3)) / (a.sum(axis=(2, 3)) + eps)
-    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(weights[:, :, None, None] * a, eigen), spec, relu, up)
 
 
-def ablationcam(spec, x, target, layer, relu=True, up=True):
+def eigengradcam(spec, x, target, layer, relu=True, up=True):
+    """pytorch-grad-cam EigenGradCAM: ``get_2d_projection(grads * activations)``."""
+    a, g = _data(spec, x, target, layer)
+    return _finish(projection_2d(g * a), spec, relu, up)
+
+
+def kpcacam(spec, x, layer, relu=True, up=True, kernel="sigmoid", gamma=None):
+    """pytorch-grad-cam KPCA_CAM (``get_2d_projection_kernel``): sklearn's KernelPCA of
+    the centred ``(h·w, K)`` activation matrix; sklearn fixes the sign itself."""
+    from sklearn.decomposition import KernelPCA
+
+    _, acts = forward(spec, x, capture=(layer,))
+    maps = []
+    for a in acts[layer]:
+        matrix = a.reshape(a.shape[0], -1).T
+        matrix = matrix - matrix.mean(axis=0)
+        kpca = KernelPCA(n_components=1, kernel=kernel, gamma=gamma)
+        maps.append(kpca.fit_transform(matrix).reshape(a.shape[1:]))
+    return _finish(np.stack(maps), spec, relu, up)
+
+
+def aug_smooth(cam_of, x, factors=(0.9, 1.0, 1.1)):
+    """pytorch-grad-cam ``forward_augmentation_smoothing`` without its per-map min-max
+    scaling: ttach ``Compose([HorizontalFlip(), Multiply(factors)])``, i.e. the mean of
+    ``cam_of(x')`` over ``x`` flipped along the width or not, times each factor, maps of
+    flipped inputs flipped back (``deaugment_mask``)."""
+    maps = []
+    for flip in (False, True):
+        for factor in factors:
+            image = (x[..., ::-1] if flip else x) * factor
+            m = cam_of(np.ascontiguousarray(image))
+            maps.append(m[..., ::-1] if flip else m)
+    return np.mean(maps, axis=0)
+
+
+def ablationcam(spec, x, target, layer, relu=True, up=True, eigen=False):
     """Desai & Ramaswamy: w_k = (S - S_k) / S, S_k the score with channel k zeroed, here
     in closed form for the small CNN's GAP + fc head after ``layer``:
     S - S_k = W_ck mean(A_k)."""
@@ -83,10 +145,10 @@ def ablationcam(spec, x, target, layer, relu=True, up=True):
     s = logits[np.arange(len(x)), target]
     w = spec.weights["fc.weight"][target]  # (N, K)
     weights = w * a.mean(axis=(2, 3)) / s[:, None]
-    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(weights[:, :, None, None] * a, eigen), spec, relu, up)
 
 
-def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True):
+def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True, eigen=False):
     """Chattopadhyay et al.'s reference code, literally (Y = exp(S))."""
     a, g = _data(spec, x, target, layer)
     s = forward(spec, x)[np.arange(len(x)), np.asarray(target)]
@@ -99,10 +161,10 @@ def gradcam_plus_plus(spec, x, target, layer, relu=True, up=True):
     norm = alphas.sum(axis=(2, 3), keepdims=True)
     alphas = alphas / (norm + (norm == 0))
     weights = (np.maximum(first, 0) * alphas).sum(axis=(2, 3), keepdims=True)
-    return _finish((weights * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(weights * a, eigen), spec, relu, up)
 
 
-def scorecam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
+def scorecam(spec, x, target, layer, relu=True, up=True, eps=1e-7, eigen=False):
     _, acts = forward(spec, x, capture=(layer,))
     a = acts[layer]
     n, k = a.shape[:2]
@@ -117,7 +179,7 @@ def scorecam(spec, x, target, layer, relu=True, up=True, eps=1e-7):
         p = np.exp(logits - logits.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         weights[:, c] = p[np.arange(n), target]
-    return _finish((weights[:, :, None, None] * a).sum(axis=1), spec, relu, up)
+    return _finish(_channels(weights[:, :, None, None] * a, eigen), spec, relu, up)
 
 
 def eigencam(spec, x, layer, relu=True, up=True):

@@ -1,6 +1,10 @@
 """CAM properties: the CAM = Z·Grad-CAM identity, Score-CAM chunk invariance, PyTorch/Keras
-parity (float32), native bilinear resize, an untouched model, and the errors."""
+parity (float32), native bilinear resize, an untouched model, the errors, and
+pytorch-grad-cam's eigen_smooth (a first principal component) and aug_smooth (invariance on
+a mirror-symmetric, positively homogeneous model)."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -8,13 +12,14 @@ import pytest
 import crosslens as cl
 from crosslens.viz import resize_bilinear
 from reference.builders import build_keras, build_torch
+from reference.nets import make_net
 from reference.methods_numpy import activation
-from reference.numpy_nets import forward
+from reference.numpy_nets import forward, layer_gradient
 
 FLAVORS = ("torch", "keras")
 TARGET = [1, 3, 0]
 METHODS = ("gradcam", "gradcam_plus_plus", "layercam", "scorecam", "cam", "eigencam",
-           "guided_gradcam", "channel_mask")
+           "guided_gradcam", "channel_mask", "eigen_grad_cam", "kpca_cam")
 
 
 @pytest.mark.parametrize("kind", ["small_cnn", "small_resnet"])
@@ -244,3 +249,132 @@ def test_ablationcam_chunk_size_invariance(zoo, flavor):
     whole, _ = zoo.explain(flavor, "small_cnn", x, "ablation_cam", target=TARGET,
                            layer="relu2")
     zoo.assert_close(tiny, whole, 1e-12, "chunked ablation_cam")
+
+
+# --- eigen_smooth / aug_smooth ------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,options", [
+    ("grad_cam", dict(eigen_smooth=True)),
+    ("layer_cam", dict(eigen_smooth=True, aug_smooth=True)),
+    ("score_cam", dict(eigen_smooth=True, aug_smooth=True)),
+    ("eigen_grad_cam", dict(aug_smooth=True)),
+    ("kpca_cam", dict(kernel="rbf", aug_smooth=True)),
+])
+def test_torch_keras_parity_float32_smoothing(zoo, method, options):
+    x = zoo.x("small_cnn").astype(np.float32)
+    a, _ = zoo.explain("torch", "small_cnn", x, method, dtype="float32", target=TARGET,
+                       relu=False, **options)
+    b, _ = zoo.explain("keras", "small_cnn", x, method, dtype="float32", target=TARGET,
+                       relu=False, **options)
+    zoo.assert_close(b, a, 1e-5, f"{method} {options} keras vs torch")
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_eigen_smooth_is_the_first_principal_component(zoo, flavor):
+    """For Grad-CAM the map p is the centred weighted matrix M (positions x channels)
+    times a unit vector v, and no unit vector gives more: |p| = σ_1(M); M minus its
+    rank-1 part p v^T keeps |M|² - |p|²; the sample's largest entry in magnitude is
+    positive. Checked against M from the numpy reference net."""
+    spec, x = zoo.spec("small_cnn"), zoo.x("small_cnn")
+    p, _ = zoo.explain(flavor, "small_cnn", x, "grad_cam", target=TARGET, layer="conv2",
+                       relu=False, upsample=False, eigen_smooth=True)
+    _, acts = forward(spec, x, capture=("conv2",))
+    g = layer_gradient(spec, x, np.asarray(TARGET), "conv2")
+    weighted = g.mean(axis=(2, 3), keepdims=True) * acts["conv2"]  # (N, K, h, w)
+    rng = np.random.default_rng(0)
+    for i in range(len(x)):
+        m = weighted[i].reshape(weighted.shape[1], -1).T
+        m = m - m.mean(axis=0)
+        pi = p[i].ravel()
+        v = np.linalg.lstsq(m, pi, rcond=None)[0]
+        np.testing.assert_allclose(m @ v, pi, atol=1e-10 * np.abs(pi).max())
+        np.testing.assert_allclose(np.linalg.norm(v), 1.0, rtol=1e-8)
+        trials = rng.standard_normal((m.shape[1], 200))
+        trials /= np.linalg.norm(trials, axis=0)
+        assert np.linalg.norm(m @ trials, axis=0).max() <= np.linalg.norm(pi) * (1 + 1e-12)
+        residual = m - np.outer(pi, v)
+        np.testing.assert_allclose((residual ** 2).sum(), (m ** 2).sum() - pi @ pi,
+                                   rtol=1e-8)
+        assert abs(pi.sum()) <= 1e-10 * np.abs(pi).sum()  # centred over positions
+        assert pi[np.argmax(np.abs(pi))] > 0
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_eigen_grad_cam_is_eigen_smoothed_grad_cam_on_a_gap_dense_head(zoo, flavor):
+    """With S = b + W·GAP(A) the gradient is W/Z at every position, so g ⊙ A is Grad-CAM's
+    weighted activations: Eigen-Grad-CAM = eigen-smoothed Grad-CAM = eigen-smoothed HiResCAM."""
+    x = zoo.x("small_cnn")
+    options = dict(target=TARGET, layer="relu2", relu=False, upsample=False)
+    eigen, _ = zoo.explain(flavor, "small_cnn", x, "eigen_grad_cam", **options)
+    for method in ("grad_cam", "hires_cam"):
+        got, _ = zoo.explain(flavor, "small_cnn", x, method, eigen_smooth=True, **options)
+        zoo.assert_close(got, eigen, 1e-10, method)
+    # and not on conv2, whose gradient varies over positions (the ReLU after it)
+    options["layer"] = "conv2"
+    eigen, _ = zoo.explain(flavor, "small_cnn", x, "eigen_grad_cam", **options)
+    smoothed, _ = zoo.explain(flavor, "small_cnn", x, "grad_cam", eigen_smooth=True, **options)
+    assert zoo.rel_err(smoothed, eigen) > 1e-2
+
+
+def _mirror_spec(biases: bool):
+    """small_cnn with left-right symmetric kernels: flipping the input's width flips every
+    feature map (3x3 'same' convolutions, 2x2 pooling of an even width, global pooling).
+    Without biases it is positively homogeneous: A(c·x) = c·A(x) and constant gradients."""
+    spec = make_net("small_cnn", 0)
+    weights = {}
+    for key, w in spec.weights.items():
+        if key.startswith("conv") and key.endswith("weight"):
+            w = (w + w[..., ::-1]) / 2
+        elif key.endswith("bias") and not biases:
+            w = np.zeros_like(w)
+        weights[key] = w
+    return dataclasses.replace(spec, weights=weights)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_aug_smooth_is_the_plain_map_on_a_mirror_symmetric_homogeneous_model(zoo, flavor):
+    """The six augmentations of such a model give the map (flipped back) times 0.9, 1 and
+    1.1, whose mean is the map: aug_smooth equals the plain CAM for an asymmetric input.
+    It fails if a flip is not undone, is along the height, or the factors do not average
+    to 1; the same model with biases (not homogeneous) gives a different map."""
+    x = zoo.x("small_cnn")
+    assert zoo.rel_err(x[..., ::-1], x) > 0.5
+    build = build_torch if flavor == "torch" else build_keras
+    for biases in (False, True):
+        model = build(_mirror_spec(biases))  # float64
+        plain, _ = zoo.explain(flavor, "small_cnn", x, "grad_cam", model=model, target=TARGET,
+                               relu=False, upsample=False)
+        mirrored, _ = zoo.explain(flavor, "small_cnn", np.ascontiguousarray(x[..., ::-1]),
+                                  "grad_cam", model=model, target=TARGET, relu=False,
+                                  upsample=False)
+        zoo.assert_close(mirrored[..., ::-1], plain, 1e-10, "mirror symmetry")
+        for method, options in (("grad_cam", dict(relu=False, upsample=False)),
+                                ("grad_cam", dict(eigen_smooth=True)),
+                                ("layer_cam", {}), ("eigen_grad_cam", dict(relu=False)),
+                                ("eigen_cam", dict(upsample=False))):
+            plain, _ = zoo.explain(flavor, "small_cnn", x, method, model=model,
+                                   target=TARGET, **options)
+            smooth, _ = zoo.explain(flavor, "small_cnn", x, method, model=model,
+                                    target=TARGET, aug_smooth=True, **options)
+            if biases:
+                assert zoo.rel_err(smooth, plain) > 1e-4, (method, options)
+            else:
+                zoo.assert_close(smooth, plain, 1e-10, f"{method} {options}")
+
+
+def test_smoothing_and_kernel_option_errors(zoo):
+    import torch
+
+    x = zoo.x("small_cnn")
+    with pytest.raises(cl.OptionError, match="eigen_smooth must be True or False"):
+        zoo.explain("torch", "small_cnn", x, "grad_cam", eigen_smooth="yes")
+    with pytest.raises(cl.OptionError, match="kernel must be one of .*'rbf'"):
+        zoo.explain("torch", "small_cnn", x, "kpca_cam", kernel="gaussian")
+    for gamma in (0.0, -1.0, float("nan"), "0.1", True):
+        with pytest.raises(cl.OptionError, match="gamma must be a (positive|finite) number"):
+            zoo.explain("keras", "small_cnn", x, "kpca_cam", gamma=gamma)
+    with pytest.raises(TypeError):
+        zoo.explain("torch", "small_cnn", x, "eigen_cam", eigen_smooth=True)
+    table = torch.nn.Sequential(torch.nn.Linear(4, 3)).double()
+    with pytest.raises(cl.OptionError, match="aug_smooth=True flips the input image.*rank 4"):
+        cl.explain(table, np.ones((2, 4)), "grad_cam", target=0, aug_smooth=True)

@@ -1,6 +1,6 @@
 """Class activation maps: CAM, Grad-CAM, Grad-CAM++, Score-CAM, Layer-CAM, HiResCAM,
-element-wise Grad-CAM, XGrad-CAM, Ablation-CAM, Eigen-CAM, guided Grad-CAM, and the channel activation
-behind the channel-mask visualizer.
+element-wise Grad-CAM, XGrad-CAM, Ablation-CAM, Eigen-CAM, Eigen-Grad-CAM, KPCA-CAM, guided
+Grad-CAM, and the channel activation behind the channel-mask visualizer.
 
 Output convention: every CAM is an ``(N, H, W)`` map per sample, with no channel axis, on
 PyTorch and Keras alike (so the two compare directly). ``Explanation.image_maps()``
@@ -20,6 +20,27 @@ position); by default it is the last such layer the forward pass runs
     "bilinear")``), natively; ``False`` returns the map at the layer's resolution.
     The ReLU is applied before upsampling, as in Captum and tf-keras-vis.
 
+pytorch-grad-cam's smoothing options, on every map it offers them for:
+
+``eigen_smooth`` (default ``False``; the maps that sum weighted channels: Grad-CAM,
+Grad-CAM++, Layer-CAM, HiResCAM, element-wise Grad-CAM, XGrad-CAM, Ablation-CAM,
+Score-CAM)
+    Replace ``Σ_k (weighted A)_k`` by the first principal component of the weighted
+    activations, a ``(positions, channels)`` matrix per sample centred over the
+    positions (pytorch-grad-cam's ``get_2d_projection``; sign in
+    :mod:`crosslens.methods.projection`). ReLU and upsampling follow as usual.
+``aug_smooth`` (default ``False``; those maps, Eigen-CAM, Eigen-Grad-CAM and KPCA-CAM)
+    The mean of the map over pytorch-grad-cam's (ttach) test-time augmentations: the
+    input, and the input flipped along its width axis, each times 0.9, 1 and 1.1; maps
+    of flipped inputs are flipped back (at the map's own resolution). Six evaluations of
+    the method; the target is fixed first (``"predicted"`` is the class predicted for
+    the input itself, where pytorch-grad-cam predicts again per augmentation).
+
+Mapping to pytorch-grad-cam: its maps are ``relu=True, upsample=True`` ones, min-max
+scaled per sample (``(m - min) / (max - min + 1e-7)``, crosslens' ``normalize="minmax"``
+up to that epsilon). With ``aug_smooth`` it scales each augmentation's map before the
+mean, where crosslens averages the maps as computed and leaves scaling to ``normalize=``.
+
 Formulas (``A_k`` the layer's channel ``k``, ``g_k = ∂S/∂A_k`` for the target score ``S``,
 sums over positions ``ij``, ``Z`` = number of positions):
 
@@ -36,6 +57,9 @@ sums over positions ``ij``, ``Z`` = number of positions):
   ``k`` of the layer is zeroed;
 - Eigen-CAM: the projection of the ``(Z, K)`` activation matrix on its first right
   singular vector, with the sign that makes the map sum non-negative (class-agnostic);
+- Eigen-Grad-CAM: the first principal component of ``g ⊙ A`` (centred over positions);
+- KPCA-CAM: the first kernel principal component of the positions' (centred) activation
+  vectors (class-agnostic);
 - CAM: ``Σ_k W_ck A_k`` with ``W`` the dense layer after global average pooling.
 """
 from __future__ import annotations
@@ -52,6 +76,7 @@ from ..core.rules import GUIDED
 from ..core.targets import ClassTarget, class_output_message
 from .base import Context, MethodResult
 from .batching import points_per_pass
+from .projection import check_kernel, projection_maps
 from .scoring import channel_axis, forward_scores
 
 #: Score-CAM's mask normalization epsilon (``keras.backend.epsilon()``, as tf-keras-vis).
@@ -60,6 +85,9 @@ SCORECAM_EPS = 1e-7
 XGRADCAM_EPS = 1e-7
 #: Relative tolerance of CAM's check that the head is global average pooling + dense.
 HEAD_TOLERANCE = 1e-4
+#: aug_smooth's input factors (pytorch-grad-cam's ``tta.Multiply(factors=[0.9, 1, 1.1])``),
+#: each with and without a horizontal flip.
+AUG_FACTORS = (0.9, 1.0, 1.1)
 
 
 # --- shared pieces --------------------------------------------------------------------------
@@ -145,6 +173,58 @@ def _result(cam: Any, outputs: Any, layer: str, relu: bool, upsample: bool,
                                   upsample=bool(upsample)))
 
 
+def channel_sum(ctx: Context, weighted: Any, eigen_smooth: bool,
+                axes: tuple[int, int] | None = None) -> Any:
+    """``Σ_k`` of weighted activations, or with ``eigen_smooth`` their first principal
+    component over the positions. ``axes``: (channel, batch) axes, by default the layer's
+    layout with the batch first."""
+    channel, batch = axes if axes is not None else (_axes(ctx)[0], 0)
+    if not eigen_smooth:
+        return ctx.ops.sum(weighted, axis=channel)
+    return ctx.ops.asarray(projection_maps(ctx.ops.to_numpy(weighted), channel, batch))
+
+
+def _flip(ops: Any, array: Any, axis: int) -> Any:
+    """``array`` reversed along ``axis`` (a row gather with the axis moved first)."""
+    rank = len(ops.shape(array))
+    order = (axis,) + tuple(i for i in range(rank) if i != axis)
+    inverse = tuple(int(i) for i in np.argsort(order))
+    moved = ops.transpose(array, order)
+    rows = np.arange(ops.shape(moved)[0])[::-1].copy()
+    return ops.transpose(ops.take_rows(moved, rows), inverse)
+
+
+def aug_smoothed(ctx: Context, method: str, fn: Callable[..., MethodResult],
+                 uses_target: bool = True, **options: Any) -> MethodResult:
+    """pytorch-grad-cam's ``aug_smooth``: the mean of ``fn(ctx', **options)`` over the
+    input flipped or not along its width axis times each of :data:`AUG_FACTORS`, the
+    maps of flipped inputs flipped back. The target is fixed on the input first."""
+    ops = ctx.ops
+    shape = ops.shape(ctx.x)
+    if ctx.layout not in ("channels_first", "channels_last") or len(shape) != 4 \
+            or ops.is_integer(ctx.x):
+        raise OptionError(f"{method}'s aug_smooth=True flips the input image horizontally, "
+                          "which needs one image input of floats (rank 4), got "
+                          f"{'several inputs' if ctx.backend.structure is not None else shape}"
+                          "; pass aug_smooth=False")
+    if uses_target:
+        ctx = ctx.derive(target=ctx.fixed_target())
+    width = 3 if ctx.layout == "channels_first" else 2
+    total, plain = None, None
+    for flip in (False, True):
+        x = _flip(ops, ctx.x, width) if flip else ctx.x
+        for factor in AUG_FACTORS:
+            result = fn(ctx.derive(x=x * factor), **options)
+            maps = result.attributions
+            maps = _flip(ops, maps, len(ops.shape(maps)) - 1) if flip else maps
+            total = maps if total is None else total + maps
+            if not flip and factor == 1.0:
+                plain = result
+    info = dict(plain.info, aug_smooth=True, augmentations=2 * len(AUG_FACTORS))
+    return MethodResult(total / float(2 * len(AUG_FACTORS)), plain.outputs,
+                        layer=plain.layer, info=info)
+
+
 # --- gradient-weighted maps -----------------------------------------------------------------
 
 @register("grad_cam", needs=("layer_grad", "activations"), family="cam",
@@ -152,36 +232,48 @@ def _result(cam: Any, outputs: Any, layer: str, relu: bool, upsample: bool,
           summary="Σ_k mean(∂S/∂A_k)·A_k at a spatial layer (ReLU, bilinear upsample): "
                   "(N, H, W) maps",
           reference="Selvaraju et al. 2017")
-def gradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def gradcam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+            eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """Grad-CAM: activations weighted by their spatially averaged gradient.
 
     Equals Captum ``LayerGradCam(relu_attributions=True)`` followed by
     ``LayerAttribution.interpolate(..., "bilinear")`` and tf-keras-vis ``Gradcam``.
+    ``eigen_smooth`` / ``aug_smooth``: pytorch-grad-cam's (module docstring).
     """
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "grad_cam", gradcam, relu=relu, upsample=upsample,
+                            eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "grad_cam")
-    ch, sp = _axes(ctx)
+    _, sp = _axes(ctx)
     weights = ctx.ops.mean(grad, axis=sp, keepdims=True)
-    cam = ctx.ops.sum(weights * values, axis=ch)
-    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+    cam = channel_sum(ctx, weights * values, eigen_smooth)
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("grad_cam_plus_plus", needs=("layer_grad", "activations"), family="cam",
           aliases=("gradcam_plus_plus", "gradcampp", "gradcam++", "grad_cam++"),
           summary="Grad-CAM with pixel-wise weights α from higher-order gradients of exp(S)",
           reference="Chattopadhyay et al. 2018")
-def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
-                      ) -> MethodResult:
+def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True,
+                      eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """Grad-CAM++ as in the authors' code and tf-keras-vis ``GradcamPlusPlus``.
 
     The score is ``Y = exp(S)``: its higher derivatives are ``exp(S) g^n``, so
     ``exp(S)`` cancels from ``α`` and remains as a per-sample positive factor of the map
-    (computed in float64 and applied last).
+    (computed in float64 and applied last, also after ``eigen_smooth``'s projection,
+    which it scales).
     """
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "grad_cam_plus_plus", gradcam_plus_plus, relu=relu,
+                            upsample=upsample, eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "grad_cam_plus_plus")
     ops = ctx.ops
-    ch, sp = _axes(ctx)
+    _, sp = _axes(ctx)
     g2 = grad * grad
     total = ops.sum(values, axis=sp, keepdims=True)
     denominator = 2.0 * g2 + g2 * grad * total
@@ -191,10 +283,11 @@ def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
     norm = ops.sum(alpha, axis=sp, keepdims=True)
     alpha = alpha / ops.where(norm == 0.0, ops.zeros_like(norm) + 1.0, norm)
     weights = ops.sum(alpha * ops.relu(grad), axis=sp, keepdims=True)
-    cam = ops.sum(weights * values, axis=ch)
+    cam = channel_sum(ctx, weights * values, eigen_smooth)
     scale = np.exp(ops.to_numpy(result.scores).astype(np.float64))
     cam = cam * ops.asarray(scale.reshape(-1, 1, 1))
-    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("layer_cam", needs=("layer_grad", "activations"), family="cam",
@@ -202,13 +295,18 @@ def gradcam_plus_plus(ctx: Context, *, relu: bool = True, upsample: bool = True
           summary="Σ_k relu(∂S/∂A_k)⊙A_k: position-wise positive gradients weight "
                   "activations",
           reference="Jiang et al. 2021")
-def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+             eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """Layer-CAM (tf-keras-vis ``Layercam``): gradients clipped at 0, elementwise weights."""
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "layer_cam", layercam, relu=relu, upsample=upsample,
+                            eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "layer_cam")
-    ch, _ = _axes(ctx)
-    cam = ctx.ops.sum(ctx.ops.relu(grad) * values, axis=ch)
-    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample)
+    cam = channel_sum(ctx, ctx.ops.relu(grad) * values, eigen_smooth)
+    return _result(finish(ctx, cam, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("hires_cam", needs=("layer_grad", "activations"), family="cam",
@@ -216,30 +314,41 @@ def layercam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Metho
           summary="Σ_k ∂S/∂A_k ⊙ A_k: gradients weight activations position by position "
                   "(no averaging)",
           reference="Draelos & Carin 2020")
-def hirescam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def hirescam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+             eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """HiResCAM: the element-wise product of the gradient and the activations summed over
     channels; for a GAP + dense head it is CAM divided by the number of positions
-    (pytorch-grad-cam ``HiResCAM``)."""
-    _check_flags(relu=relu, upsample=upsample)
+    (pytorch-grad-cam ``HiResCAM``). With ``eigen_smooth`` the map is no longer the
+    exact sum of contributions (pytorch-grad-cam warns likewise)."""
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "hires_cam", hirescam, relu=relu, upsample=upsample,
+                            eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "hires_cam")
-    ch, _ = _axes(ctx)
-    cam_map = ctx.ops.sum(grad * values, axis=ch)
-    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+    cam_map = channel_sum(ctx, grad * values, eigen_smooth)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("grad_cam_elementwise", needs=("layer_grad", "activations"), family="cam",
           aliases=("gradcam_elementwise", "element_wise_grad_cam"),
           summary="Σ_k relu(∂S/∂A_k ⊙ A_k): positive element-wise contributions",
           reference="pytorch-grad-cam GradCAMElementWise")
-def gradcam_elementwise(ctx: Context, *, relu: bool = True, upsample: bool = True
+def gradcam_elementwise(ctx: Context, *, relu: bool = True, upsample: bool = True,
+                        eigen_smooth: bool = False, aug_smooth: bool = False
                         ) -> MethodResult:
     """Element-wise Grad-CAM: each position's and channel's gradient × activation, its
     positive part summed over channels (pytorch-grad-cam ``GradCAMElementWise``)."""
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "grad_cam_elementwise", gradcam_elementwise, relu=relu,
+                            upsample=upsample, eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "grad_cam_elementwise")
-    ch, _ = _axes(ctx)
-    cam_map = ctx.ops.sum(ctx.ops.relu(grad * values), axis=ch)
-    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+    cam_map = channel_sum(ctx, ctx.ops.relu(grad * values), eigen_smooth)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("xgrad_cam", needs=("layer_grad", "activations"), family="cam",
@@ -247,17 +356,23 @@ def gradcam_elementwise(ctx: Context, *, relu: bool = True, upsample: bool = Tru
           summary="Σ_k w_k·A_k with w_k = Σ_ij (∂S/∂A_k ⊙ A_k) / Σ_ij A_k: axiom-based "
                   "weights",
           reference="Fu et al. 2020")
-def xgradcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def xgradcam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+             eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """XGrad-CAM: channel weights ``Σ_ij g A / (Σ_ij A + 1e-7)``, which satisfy the
     sensitivity and conservation axioms of Fu et al. (pytorch-grad-cam ``XGradCAM``)."""
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "xgrad_cam", xgradcam, relu=relu, upsample=upsample,
+                            eigen_smooth=eigen_smooth)
     layer, values, grad, result = _layer_gradient(ctx, "xgrad_cam")
     ops = ctx.ops
-    ch, sp = _axes(ctx)
+    _, sp = _axes(ctx)
     total = ops.sum(values, axis=sp, keepdims=True)
     weights = ops.sum(grad * values, axis=sp, keepdims=True) / (total + XGRADCAM_EPS)
-    cam_map = ops.sum(weights * values, axis=ch)
-    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+    cam_map = channel_sum(ctx, weights * values, eigen_smooth)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 @register("guided_grad_cam", needs=("grad", "layer_grad", "activations", "relu_override"),
@@ -353,7 +468,8 @@ def _check_linear_head(ctx: Context, layer: str, values: Any, grad: Any, weights
                   "Score-CAM",
           reference="Wang et al. 2020")
 def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
-             softmax: bool = True, max_channels: int | None = None) -> MethodResult:
+             softmax: bool = True, max_channels: int | None = None,
+             eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """Score-CAM: each channel, upsampled and scaled to ``[0, 1]``, masks the input; the
     masked input's target score weights the channel (tf-keras-vis ``Scorecam``).
 
@@ -368,8 +484,16 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
     takes minutes per ResNet50 image on a CPU). The channels are chosen per sample, so a
     sample's map does not depend on the rest of the batch (tf-keras-vis takes the union of
     the batch's choices: the same for one image).
+
+    ``eigen_smooth`` / ``aug_smooth``: pytorch-grad-cam's (module docstring); with
+    ``aug_smooth`` the masked passes run for each of the six augmentations.
     """
-    _check_flags(relu=relu, upsample=upsample, softmax=softmax)
+    _check_flags(relu=relu, upsample=upsample, softmax=softmax, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "score_cam", scorecam, relu=relu, upsample=upsample,
+                            softmax=softmax, max_channels=max_channels,
+                            eigen_smooth=eigen_smooth)
     target = ctx.fixed_target()
     if softmax and not isinstance(target, ClassTarget):
         raise OptionError("score_cam's softmax=True weights channels by a class probability; "
@@ -403,10 +527,10 @@ def scorecam(ctx: Context, *, relu: bool = True, upsample: bool = True,
         rows = ClassTarget(target.indices[ii]) if isinstance(target, ClassTarget) else target
         weights[kk, ii] = _masked_scores(ctx, points, rows, softmax, binary)
     w = ops.asarray(weights.reshape(k, n, 1, 1))
-    cam_map = ops.sum(channels * w, axis=0)
+    cam_map = channel_sum(ctx, channels * w, eigen_smooth, axes=(0, 1))
     return _result(finish(ctx, cam_map, relu, upsample), None, layer, relu, upsample,
                    softmax=bool(softmax), chunk_masks=per_pass,
-                   channels_used=kept.sum(axis=0))
+                   channels_used=kept.sum(axis=0), eigen_smooth=bool(eigen_smooth))
 
 
 def _kept_channels(channels: Any, ops: Any, max_channels: int | None, k: int,
@@ -453,12 +577,18 @@ def _masked_scores(ctx: Context, points: Any, target: Any, softmax: bool,
           summary="Σ_k w_k·A_k with w_k = (S - S_k)/S, S_k the score with channel k of the "
                   "layer set to 0",
           reference="Desai & Ramaswamy 2020")
-def ablationcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def ablationcam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+                eigen_smooth: bool = False, aug_smooth: bool = False) -> MethodResult:
     """Ablation-CAM: each channel's weight is the relative drop of the target score when
     that channel of the layer is zeroed (pytorch-grad-cam ``AblationCAM``). The ``K·N``
     ablated passes are chunked to the memory budget like Score-CAM's masked inputs.
-    A score of exactly 0 cannot be divided by and is an error (non-finite weights)."""
-    _check_flags(relu=relu, upsample=upsample)
+    A score of exactly 0 cannot be divided by and is an error (non-finite weights).
+    ``eigen_smooth`` / ``aug_smooth``: pytorch-grad-cam's (module docstring)."""
+    _check_flags(relu=relu, upsample=upsample, eigen_smooth=eigen_smooth,
+                 aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "ablation_cam", ablationcam, relu=relu, upsample=upsample,
+                            eigen_smooth=eigen_smooth)
     target = ctx.fixed_target()
     ctx = ctx.derive(target=target)
     layer, values, _, result = _layer_gradient(ctx, "ablation_cam")
@@ -482,8 +612,9 @@ def ablationcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Me
     with np.errstate(divide="ignore", invalid="ignore"):
         weights = drops / scores[None, :]
     w = ops.asarray(weights.T.reshape([n] + channel_shape[1:]))
-    cam_map = ops.sum(values * w, axis=ch)
-    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+    cam_map = channel_sum(ctx, values * w, eigen_smooth)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample,
+                   eigen_smooth=bool(eigen_smooth))
 
 
 # --- Eigen-CAM --------------------------------------------------------------------------------
@@ -492,14 +623,20 @@ def ablationcam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Me
           summary="Projection of the activations on their first principal direction "
                   "(class-agnostic, no gradients)",
           reference="Muhammad & Yeasin 2020", targetless=True)
-def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> MethodResult:
+def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+             aug_smooth: bool = False) -> MethodResult:
     """Eigen-CAM: ``A V_1`` with ``V_1`` the first right singular vector of the
     ``(positions, channels)`` activation matrix of each sample (not centred, as the
     paper). Singular vectors have no sign, so the sign is fixed to make the map sum
     non-negative. The target is not used. The SVD of the small ``(Z, K)`` matrices runs
-    in float64 numpy, identically for every framework.
+    in float64 numpy, identically for every framework. (pytorch-grad-cam's ``EigenCAM``
+    centres the matrix first, as :func:`eigengradcam` does with ``g ⊙ A``.)
+    ``aug_smooth``: pytorch-grad-cam's (module docstring).
     """
-    _check_flags(relu=relu, upsample=upsample)
+    _check_flags(relu=relu, upsample=upsample, aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "eigen_cam", eigencam, uses_target=False, relu=relu,
+                            upsample=upsample)
     ops = ctx.ops
     layer = cam_layer(ctx, "eigen_cam")
     values = ctx.backend.activations(ctx.x, [layer])[layer]
@@ -518,6 +655,67 @@ def eigencam(ctx: Context, *, relu: bool = True, upsample: bool = True) -> Metho
     cam_map = ops.asarray(maps)
     return _result(finish(ctx, cam_map, relu, upsample), None, layer, relu, upsample,
                    class_agnostic=True)
+
+
+@register("eigen_grad_cam", needs=("layer_grad", "activations"), family="cam",
+          aliases=("eigengradcam",),
+          summary="First principal component of ∂S/∂A ⊙ A over the positions (centred, "
+                  "pytorch-grad-cam's EigenGradCAM): class-specific Eigen-CAM",
+          reference="pytorch-grad-cam EigenGradCAM (Gildenblat and contributors 2021)")
+def eigengradcam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+                 aug_smooth: bool = False) -> MethodResult:
+    """Eigen-Grad-CAM (pytorch-grad-cam ``EigenGradCAM``): the ``(positions, channels)``
+    matrix ``g ⊙ A`` of each sample, centred over the positions, projected on its first
+    right singular vector (``get_2d_projection``), sign-fixed so that the entry of
+    largest magnitude is positive (pytorch-grad-cam keeps LAPACK's arbitrary sign; see
+    :mod:`crosslens.methods.projection`). It equals HiResCAM with ``eigen_smooth=True``.
+    ``aug_smooth``: pytorch-grad-cam's (module docstring).
+    """
+    _check_flags(relu=relu, upsample=upsample, aug_smooth=aug_smooth)
+    if aug_smooth:
+        return aug_smoothed(ctx, "eigen_grad_cam", eigengradcam, relu=relu,
+                            upsample=upsample)
+    layer, values, grad, result = _layer_gradient(ctx, "eigen_grad_cam")
+    cam_map = channel_sum(ctx, grad * values, eigen_smooth=True)
+    return _result(finish(ctx, cam_map, relu, upsample), result.outputs, layer, relu, upsample)
+
+
+@register("kpca_cam", needs=("activations",), family="cam", aliases=("kpcacam",),
+          summary="First kernel principal component of the positions' activation vectors "
+                  "(kernel= sigmoid | rbf | poly | linear | cosine; class-agnostic)",
+          reference="Karmani et al. 2024 (KPCA-CAM); pytorch-grad-cam KPCA_CAM",
+          targetless=True)
+def kpcacam(ctx: Context, *, relu: bool = True, upsample: bool = True,
+            kernel: str = "sigmoid", gamma: float | None = None,
+            aug_smooth: bool = False) -> MethodResult:
+    """KPCA-CAM (pytorch-grad-cam ``KPCA_CAM``): each sample's ``(positions, channels)``
+    activation matrix, centred over the positions, reduced to its first kernel principal
+    component, exactly ``sklearn.decomposition.KernelPCA(n_components=1, kernel=kernel,
+    gamma=gamma).fit_transform`` (sign included: the entry of largest magnitude is
+    positive), computed in float64 numpy.
+
+    ``kernel`` (default ``"sigmoid"``, as pytorch-grad-cam): one of ``"sigmoid"``,
+    ``"rbf"``, ``"poly"``, ``"linear"``, ``"cosine"``, with sklearn's formulas and its
+    ``degree=3``, ``coef0=1``. ``gamma`` (default ``None``: ``1 / channels``, as
+    sklearn). ``"linear"`` is the centred principal projection itself. The target is not
+    used. A dense eigendecomposition of a ``(positions, positions)`` matrix per sample:
+    cheap at 7 x 7 or 14 x 14 layers, slow far beyond. ``aug_smooth``: pytorch-grad-cam's
+    (module docstring).
+    """
+    _check_flags(relu=relu, upsample=upsample, aug_smooth=aug_smooth)
+    check_kernel(kernel, gamma)
+    if aug_smooth:
+        return aug_smoothed(ctx, "kpca_cam", kpcacam, uses_target=False, relu=relu,
+                            upsample=upsample, kernel=kernel, gamma=gamma)
+    ops = ctx.ops
+    layer = cam_layer(ctx, "kpca_cam")
+    values = ctx.backend.activations(ctx.x, [layer])[layer]
+    check_spatial(ctx, "kpca_cam", layer, values)
+    ch, _ = _axes(ctx)
+    maps = projection_maps(ops.to_numpy(values), ch, kernel=kernel,
+                           gamma=None if gamma is None else float(gamma))
+    return _result(finish(ctx, ops.asarray(maps), relu, upsample), None, layer, relu,
+                   upsample, class_agnostic=True, kernel=kernel)
 
 
 # --- channel activation (for viz.channel_mask) -----------------------------------------------
