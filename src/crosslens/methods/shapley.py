@@ -120,11 +120,11 @@ def shapley_value_sampling(ctx: Context, *, feature_mask: Any = None, baseline: 
                         info={"features": m, "permutations": samples})
 
 
-class _Features:
-    """The call's features, baseline and reference scores, and the scoring of coalitions."""
+class _Mask:
+    """The call's features (ids of the mask, the feature of each element), its fixed
+    target, and the scoring of inputs with some features replaced."""
 
-    def __init__(self, ctx: Context, feature_mask: Any, baseline: Any, blur_sigma: float,
-                 method: str) -> None:
+    def __init__(self, ctx: Context, feature_mask: Any, method: str) -> None:
         _reject_layer(ctx, method)
         self.ctx = ctx
         shape = ctx.ops.shape(ctx.x)
@@ -136,16 +136,14 @@ class _Features:
         self.count = len(self.ids)
         self.shape = shape
         self.target = ctx.fixed_target()
-        self.base = make_baseline(ctx, baseline, blur_sigma)
-        self.f_x = forward_scores(ctx, ctx.x, self.target)
-        self.f_base = forward_scores(ctx, self.base, self.target)
 
-    def scores(self, coalitions: np.ndarray, desc: str) -> np.ndarray:
-        """Scores ``(S, N)`` of coalitions ``(S, M)`` (True: the feature is kept)."""
+    def replaced_scores(self, coalitions: np.ndarray, base: Any, desc: str) -> np.ndarray:
+        """Scores ``(S, N)`` of coalitions ``(S, M)``: features outside a coalition (False)
+        take their values from ``base`` (native, shaped like ``x``)."""
         def masks(a: int, b: int) -> np.ndarray:
-            return ~coalitions[a:b][:, self.index]  # True where replaced by the baseline
+            return ~coalitions[a:b][:, self.index]  # True where replaced by the base
         out = np.empty((len(coalitions), self.ctx.n))
-        for a, b, _, scores in _evaluate(self.ctx, self.base, self.target, len(coalitions),
+        for a, b, _, scores in _evaluate(self.ctx, base, self.target, len(coalitions),
                                          masks, desc=desc):
             out[a:b] = scores
         return out
@@ -156,6 +154,21 @@ class _Features:
             values.reshape((values.shape[0],) + (1,) * (len(self.shape) - 1) + (-1,)),
             np.broadcast_to(self.index, self.shape)[..., None], axis=-1)[..., 0]
         return self.ctx.ops.asarray(per_element)
+
+
+class _Features(_Mask):
+    """:class:`_Mask` with a baseline: absent features become the baseline's values."""
+
+    def __init__(self, ctx: Context, feature_mask: Any, baseline: Any, blur_sigma: float,
+                 method: str) -> None:
+        super().__init__(ctx, feature_mask, method)
+        self.base = make_baseline(ctx, baseline, blur_sigma)
+        self.f_x = forward_scores(ctx, ctx.x, self.target)
+        self.f_base = forward_scores(ctx, self.base, self.target)
+
+    def scores(self, coalitions: np.ndarray, desc: str) -> np.ndarray:
+        """Scores ``(S, N)`` of coalitions ``(S, M)`` (True: the feature is kept)."""
+        return self.replaced_scores(coalitions, self.base, desc)
 
 
 def _default_mask(shape: tuple[int, ...], layout: str | None) -> np.ndarray:

@@ -33,7 +33,8 @@ INPUT = {"saliency": "Saliency", "gradient_x_input": "InputXGradient",
          "integrated_gradients": "IntegratedGradients", "guided_backprop": "GuidedBackprop",
          "deconvnet": "Deconvolution", "occlusion": "Occlusion",
          "feature_ablation": "FeatureAblation", "gradient_shap": "GradientShap",
-         "kernel_shap": "KernelShap", "shapley_value_sampling": "ShapleyValueSampling"}
+         "kernel_shap": "KernelShap", "shapley_value_sampling": "ShapleyValueSampling",
+         "lime": "Lime", "feature_permutation": "FeaturePermutation"}
 LAYER = {"saliency": "LayerGradientXActivation", "gradient_x_input": "LayerGradientXActivation",
          "integrated_gradients": "LayerIntegratedGradients", "conductance": "LayerConductance",
          "activations": "LayerActivation", "grad_cam": "LayerGradCam",
@@ -267,7 +268,7 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
             baseline = options.pop("baseline", "zeros")
             sigma = number(where, "blur_sigma", options.pop("blur_sigma", 8.0), minimum=0.0)
             out["baselines"] = _baseline(baseline, x, sigma)
-    if name in ("GradientShap", "KernelShap", "ShapleyValueSampling"):
+    if name in ("GradientShap", "KernelShap", "ShapleyValueSampling", "Lime"):
         # our option names, where given, in Captum's terms (its own names pass through)
         if "samples" in options:
             out["n_samples"] = integer(where, "samples", options.pop("samples"))
@@ -277,6 +278,11 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
             options["baselines"] = options.pop("baseline")
         if name == "GradientShap" and "baselines" not in options:  # ours defaults to zeros
             out["baselines"] = torch.zeros_like(x)
+    if name == "Lime":
+        _lime_model(where, options)
+    if name == "FeaturePermutation" and integer(where, "samples", options.pop("samples", 1)) != 1:
+        raise OptionError(f"{where} draws one permutation per feature: drop samples= (average "
+                          "calls with different seeds) or use implementation='crosslens'")
     if name == "Occlusion":
         channels = x.shape[1]
         patch = integer(where, "patch", options.pop("patch", 16))
@@ -298,6 +304,27 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
                                   "map: drop relu=False or use implementation='crosslens'")
             out["interpolate_mode"] = options.pop("interpolate_mode", "bilinear")
     return out
+
+
+def _lime_model(where: str, options: dict) -> None:
+    """Our ``kernel_width`` and ``ridge`` as Lime's constructor arguments (consumed from
+    ``options``): the exponential cosine kernel (Captum's default, ours) and a Ridge
+    surrogate (ours; Captum's default is a Lasso), unless Captum's own are given."""
+    from captum.attr._core.lime import get_exp_kernel_similarity_function
+    if "kernel_width" in options:
+        if "similarity_func" in options:
+            raise OptionError(f"pass one of kernel_width= and similarity_func= to {where}")
+        width = number(where, "kernel_width", options.pop("kernel_width"), minimum=0.0)
+        if width == 0:
+            raise OptionError(f"{where}: kernel_width must be > 0 (the kernel's width)")
+        options["similarity_func"] = get_exp_kernel_similarity_function("cosine", width)
+    if "interpretable_model" in options:
+        if "ridge" in options:
+            raise OptionError(f"pass one of ridge= and interpretable_model= to {where}")
+        return
+    from captum._utils.models.linear_model import SkLearnLinearModel
+    alpha = number(where, "ridge", options.pop("ridge", 1.0), minimum=0.0)
+    options["interpretable_model"] = SkLearnLinearModel("linear_model.Ridge", alpha=alpha)
 
 
 def _baseline(baseline: Any, x: torch.Tensor, sigma: float) -> Any:
