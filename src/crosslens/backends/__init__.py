@@ -37,7 +37,7 @@ class BackendInfo:
 
 
 _ALL = frozenset({"grad", "layer_grad", "activations", "relu_override", "layer_override",
-                  "forward"})
+                  "forward", "relevance"})
 
 BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "crosslens.backends.torch", "TorchBackend",

@@ -33,6 +33,7 @@ import tensorflow as tf
 from ..core.arrays import as_like, framework_of_array, to_numpy
 from ..core.errors import (CrosslensError, DisconnectedError, InputError, TargetError,
                            UnsupportedError)
+from ..core import relevance
 from ..core.rules import DECONV, GUIDED, Rule
 from ..core.scoring import score
 from ..core.scoring import single_output as _single_output
@@ -45,7 +46,7 @@ from ..core.checks import (CallPicker, check_finite, check_image_input, check_ra
                            not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override", "forward"})
+                          "layer_override", "forward", "relevance"})
 _RELU_OPS = ("Relu", "Relu6")
 
 
@@ -123,6 +124,9 @@ class KerasOps(ArrayOps):
 
     def zeros_like(self, array):
         return tf.zeros_like(array)
+
+    def stop_gradient(self, array):
+        return tf.stop_gradient(array)
 
     def abs(self, array):
         return tf.abs(array)
@@ -408,6 +412,9 @@ class KerasBackend(Backend):
         key = ("activations", tuple(x.shape[1:]), x.dtype.name, layers)
         return self._compiled(key, run, [self._signature(x)])(x)
 
+    def _relevance_layers(self, x1):
+        return _find_relevance_layers(self, x1)
+
     def _layer_calls(self, x1):
         calls: list = []
         counts: dict = {}
@@ -501,14 +508,14 @@ class KerasBackend(Backend):
         def run(x, index, *replacements):
             store: dict = {}
             with ExitStack() as stack:
-                stack.enter_context(self._patched(layers, store, dict(zip(names, replacements))))
                 graph = tf.compat.v1.get_default_graph()
-                if rule is not None:
+                if rule is not None:  # inside the recording: layers record the rule's output
                     stack.enter_context(self.apply_rule(rule))
+                stack.enter_context(self._patched(layers, store, dict(zip(names, replacements))))
                 outputs = self._run(x)
             check_ran(store, layers)
-            if rule is not None and not any(op.type in _RELU_OPS
-                                            for op in graph.get_operations()):
+            relu_rule = getattr(rule, "name", rule) in (GUIDED.name, DECONV.name)
+            if relu_rule and not any(op.type in _RELU_OPS for op in graph.get_operations()):
                 raise UnsupportedError(
                     f"the {rule} rule changes the backward pass of ReLUs, but this model ran "
                     "no ReLU or ReLU6; the result would silently equal the plain gradient. "
@@ -704,6 +711,149 @@ def _relu_override(backend: KerasBackend, rule: Rule):
     return graph.gradient_override_map({op: _override_name(rule.name, op) for op in _RELU_OPS})
 
 
+# --- relevance propagation (crosslens.core.relevance) --------------------------------------
+
+def _kinds() -> list[tuple[tuple[type, ...], str]]:
+    L = keras.layers
+    names = {
+        relevance.LINEAR: ("Dense", "Conv1D", "Conv2D", "Conv3D"),
+        relevance.BATCH_NORM: ("BatchNormalization",),
+        relevance.AVERAGE: ("AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+                            "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                            "GlobalAveragePooling3D"),
+        relevance.SUM: ("Add",),
+        relevance.ACTIVATION: ("ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Activation"),
+        relevance.ROUTING: ("InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout1D",
+                            "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+                            "GaussianNoise", "AlphaDropout", "MaxPooling1D", "MaxPooling2D",
+                            "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                            "GlobalMaxPooling3D", "ZeroPadding1D", "ZeroPadding2D",
+                            "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D",
+                            "Permute", "Concatenate", "UpSampling1D", "UpSampling2D",
+                            "UpSampling3D", "Identity", "RepeatVector")}
+    return [(tuple(getattr(L, n) for n in group if hasattr(L, n)), kind)
+            for kind, group in names.items()]
+
+
+def _relevance_kind(layer: Any) -> str | None:
+    for types, kind in _kinds():
+        if isinstance(layer, types):
+            return kind
+    return None if layer.weights else relevance.ROUTING
+
+
+def _fused_activation(layer: Any) -> Any:
+    """A dense / conv layer's own activation, or None when it is linear."""
+    activation = getattr(layer, "activation", None)
+    return None if activation in (None, keras.activations.linear) else activation
+
+
+def _find_relevance_layers(backend: KerasBackend, x1: tf.Tensor) -> list:
+    """Leaf layers in execution order with their kinds; batch norms paired with the dense /
+    conv layer (with no activation of its own) whose output tensor they take."""
+    order: list[str] = []
+    produced: dict[int, tuple[Any, str]] = {}
+    merges: dict[str, str] = {}
+    leaves = {n: layer for n, layer in backend._layers.items()
+              if not getattr(layer, "layers", None)}
+
+    def recording(name, call):
+        def patched(*args, **kwargs):
+            layer = leaves[name]
+            if name not in order:
+                order.append(name)
+            first = args[0] if args else None
+            if isinstance(layer, keras.layers.BatchNormalization) and first is not None:
+                entry = produced.get(id(first))
+                if entry is not None and entry[0] is first and _merges(layer, leaves[entry[1]],
+                                                                       len(first.shape)):
+                    merges[name] = entry[1]
+            output = call(*args, **kwargs)
+            if _relevance_kind(layer) == relevance.LINEAR and _fused_activation(layer) is None:
+                produced[id(output)] = (output, name)
+            return output
+        return patched
+
+    with _calls_patched(leaves, recording):  # one eager call
+        backend._run(x1)
+    counts = {linear: list(merges.values()).count(linear) for linear in merges.values()}
+    return [relevance.LayerInfo(
+        name, _relevance_kind(leaves[name]), type(leaves[name]).__name__,
+        merges.get(name) if counts.get(merges.get(name)) == 1 else None) for name in order]
+
+
+def _merges(norm: Any, linear: Any, rank: int) -> bool:
+    """Whether ``norm`` normalizes the output channels of ``linear``'s rank-``rank`` output
+    (its last axis for a dense or channels-last conv layer, axis 1 for channels-first)."""
+    axes = [a % rank for a in (norm.axis if isinstance(norm.axis, (list, tuple))
+                               else [norm.axis])]
+    channels_first = getattr(linear, "data_format", "channels_last") == "channels_first"
+    return axes == [1 if channels_first else rank - 1]
+
+
+class _KerasLayerCall:
+    """One call of a dense / conv layer (or an average pool) for a relevance rule, with
+    the batch norm after it merged in (``kernel * s``, ``(b - mean) * s + beta``)."""
+
+    def __init__(self, layer: Any, call: Any, x: tf.Tensor, norm: Any) -> None:
+        self.layer, self._call, self.inputs = layer, call, x
+        linear = _relevance_kind(layer) == relevance.LINEAR
+        self.weight = tf.convert_to_tensor(layer.kernel) if linear else None
+        self.bias = tf.convert_to_tensor(layer.bias) if linear and layer.use_bias else None
+        self.channel_axis = 1 if getattr(layer, "data_format", None) == "channels_first" else -1
+        if norm is not None:
+            scale = tf.math.rsqrt(tf.convert_to_tensor(norm.moving_variance) + norm.epsilon)
+            if norm.scale:
+                scale = tf.convert_to_tensor(norm.gamma) * scale
+            shift = -tf.convert_to_tensor(norm.moving_mean) * scale
+            if norm.center:
+                shift = shift + tf.convert_to_tensor(norm.beta)
+            self.bias = shift if self.bias is None else self.bias * scale + shift
+            self.weight = self.weight * scale  # output channels: the kernel's last axis
+        self.output = self.linear(x, self.weight, self.bias) if linear else call(x)
+
+    def linear(self, x, weight, bias):
+        if weight is None:
+            return self._call(x)  # an average pool
+        if isinstance(self.layer, keras.layers.Dense):
+            out = keras.ops.matmul(x, weight)
+        else:
+            out = self.layer.convolution_op(x, weight)
+        if bias is None:
+            return out
+        if self.channel_axis == 1:
+            bias = tf.reshape(bias, (1, -1) + (1,) * (len(out.shape) - 2))
+        return out + bias
+
+
+def _relevance_call(name: str, layer: Any, call: Any, rule: Any, ops: ArrayOps, norm: Any):
+    def patched(*args, **kwargs):
+        if rule == relevance.MERGED:
+            return args[0]
+        if rule == relevance.PASS:
+            return relevance.passed_through(ops, args[0], call(*args, **kwargs))
+        if isinstance(layer, keras.layers.Add):
+            parts = list(args[0])
+            return relevance.split_sum(ops, parts, call(*args, **kwargs), rule.epsilon)
+        out = relevance.relevance_output(rule, _KerasLayerCall(layer, call, args[0], norm), ops)
+        activation = _fused_activation(layer)
+        return out if activation is None else relevance.passed_through(ops, out, activation(out))
+    return patched
+
+
+def _relevance_rules(backend: KerasBackend, rules: relevance.RelevanceRules):
+    """Relevance propagation while tracing: each assigned layer's call replaced by its
+    rule's output (batch norms merged into the layer before them); the original calls
+    are put back when the trace ends."""
+    norms = {linear: backend._layers[bn] for linear, bn in rules.merges}
+    assigned = {name: rule for name, rule in rules.assignments if rule != relevance.GRADIENT}
+    return _calls_patched(
+        {name: backend._layers[name] for name in assigned},
+        lambda name, call: _relevance_call(name, backend._layers[name], call, assigned[name],
+                                           backend.ops, norms.get(name)))
+
+
 # The backward rules this backend applies (crosslens.core.rules), and how.
 for _rule in (GUIDED, DECONV):
     KerasBackend.register_rule(_rule, _relu_override)
+KerasBackend.register_rule(relevance.LRP, _relevance_rules)

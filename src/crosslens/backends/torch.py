@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 from ..core.arrays import as_like, framework_of_array
 from ..core.errors import (CrosslensError, DisconnectedError, InputError,
                            ModelError, TargetError, UnsupportedError)
+from ..core import relevance
 from ..core.rules import DECONV, GUIDED, Rule
 from ..core.scoring import score, single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
@@ -46,7 +47,7 @@ from ..core.checks import (CallPicker, check_finite, check_image_input, check_ra
                            multiple_outputs_message, not_a_tensor_message)
 
 CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override", "forward"})
+                          "layer_override", "forward", "relevance"})
 
 
 class TorchOps(ArrayOps):
@@ -97,6 +98,9 @@ class TorchOps(ArrayOps):
 
     def zeros_like(self, array):
         return torch.zeros_like(array)
+
+    def stop_gradient(self, array):
+        return array.detach()
 
     def abs(self, array):
         return array.abs()
@@ -464,6 +468,12 @@ class TorchBackend(Backend):
         check_ran(store, layers)
         return {name: store[name] for name in layers}
 
+    def _relevance_layers(self, x1):
+        if self.is_script:
+            raise UnsupportedError("LRP needs forward hooks, which TorchScript modules do not "
+                                   "support. Load the eager nn.Module")
+        return _find_relevance_layers(self, x1)
+
     def _layer_calls(self, x1):
         if self.is_script:
             raise UnsupportedError("listing layer shapes needs forward hooks, which "
@@ -713,6 +723,199 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+# --- relevance propagation (crosslens.core.relevance) --------------------------------------
+
+_LINEAR = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+_BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+_AVERAGES = (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AvgPool3d,
+             torch.nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool3d)
+# elementwise activation modules (zennit's Activation types): relevance passes unchanged
+_ACTIVATIONS = tuple(getattr(torch.nn, n) for n in (
+    "ELU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh", "LeakyReLU", "LogSigmoid",
+    "Mish", "PReLU", "ReLU", "ReLU6", "RReLU", "SELU", "CELU", "GELU", "Sigmoid", "SiLU",
+    "Softplus", "Softshrink", "Softsign", "Tanh", "Tanhshrink", "Threshold", "Softmax",
+    "LogSoftmax"))
+_ROUTING = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Dropout,
+            torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
+            torch.nn.MaxPool1d, torch.nn.MaxPool2d, torch.nn.MaxPool3d,
+            torch.nn.AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d, torch.nn.AdaptiveMaxPool3d,
+            torch.nn.ZeroPad1d, torch.nn.ZeroPad2d, torch.nn.ZeroPad3d,
+            torch.nn.ConstantPad1d, torch.nn.ConstantPad2d, torch.nn.ConstantPad3d,
+            torch.nn.Upsample)
+
+
+def _relevance_kind(module: torch.nn.Module) -> str | None:
+    for types, kind in ((_LINEAR, relevance.LINEAR), (_BATCH_NORMS, relevance.BATCH_NORM),
+                        (_AVERAGES, relevance.AVERAGE), (_ACTIVATIONS, relevance.ACTIVATION),
+                        (_ROUTING, relevance.ROUTING)):
+        if isinstance(module, types):
+            return kind
+    # an unknown parameter-free module: its gradient routes relevance (as in zennit)
+    return None if any(True for _ in module.parameters(recurse=False)) else relevance.ROUTING
+
+
+_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__}
+_INPLACE_ADDS = {torch.Tensor.add_, torch.Tensor.__iadd__}
+
+
+class ResidualAdditions(TorchFunctionMode):
+    """Reroutes every ``a + b`` (``torch.add``, ``+``, ``+=``, ``add_``) of two same-shaped
+    float tensors that both carry gradient, the residual additions of any model, through
+    :meth:`_sum`; ``paused`` lets the rules' own arithmetic run plain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.paused = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inplace = func in _INPLACE_ADDS
+        if (inplace or func in _ADDS) and not self.paused and self._routes(args, kwargs):
+            a, b = args[0], args[1]
+            self.count += 1
+            summed = self._sum(a, b)
+            if inplace:
+                a.copy_(summed)  # keeps in-place semantics; copy_'s gradient goes to summed
+                return a
+            return summed
+        return func(*args, **kwargs)
+
+    @staticmethod
+    def _routes(args: tuple, kwargs: dict) -> bool:
+        if len(args) != 2 or kwargs.get("alpha", 1) != 1 or "out" in kwargs:
+            return False
+        a, b = args
+        return (torch.is_tensor(a) and torch.is_tensor(b) and torch.is_grad_enabled()
+                and a.requires_grad and b.requires_grad
+                and not isinstance(a, torch.nn.Parameter) and not isinstance(b, torch.nn.Parameter)
+                and a.shape == b.shape and a.dtype == b.dtype and a.is_floating_point())
+
+    def _sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _SplitSums(ResidualAdditions):
+    def __init__(self, rule: relevance.LayerRule, ops: ArrayOps) -> None:
+        super().__init__()
+        self.rule, self.ops = rule, ops
+
+    def _sum(self, a, b):
+        self.paused = True
+        try:
+            return relevance.split_sum(self.ops, [a, b], a.detach() + b.detach(),
+                                       self.rule.epsilon)
+        finally:
+            self.paused = False
+
+
+class _TorchLayerCall:
+    """One call of a linear module (or an average pool) for a relevance rule, with the
+    batch norm after it merged in (exactly: ``w * s``, ``(b - mean) * s + beta``)."""
+
+    def __init__(self, module: torch.nn.Module, x: torch.Tensor, output: torch.Tensor,
+                 norm: torch.nn.Module | None) -> None:
+        self.module, self.inputs = module, x
+        self.weight = getattr(module, "weight", None) if isinstance(module, _LINEAR) else None
+        self.bias = getattr(module, "bias", None) if isinstance(module, _LINEAR) else None
+        self.channel_axis = 1
+        if norm is not None:
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = norm.weight * scale
+            shift = -norm.running_mean * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias
+            self.bias = shift if self.bias is None else self.bias * scale + shift
+            self.weight = self.weight * scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+            output = self.linear(x, self.weight, self.bias)
+        self.output = output
+
+    def linear(self, x, weight, bias):
+        if isinstance(self.module, torch.nn.Linear):
+            return F.linear(x, weight, bias)
+        if isinstance(self.module, _LINEAR):
+            return self.module._conv_forward(x, weight, bias)
+        return self.module.forward(x)  # an average pool
+
+
+def _relevance_hook(rule: Any, ops: ArrayOps, norm: torch.nn.Module | None, mode: _SplitSums):
+    def hook(module, inputs, output):
+        if not inputs or not torch.is_tensor(inputs[0]) or not torch.is_tensor(output):
+            raise UnsupportedError(f"LRP: {type(module).__name__} takes or gives something "
+                                   "other than one tensor; give it rule 'gradient'")
+        mode.paused = True
+        try:
+            if rule == relevance.PASS:
+                return relevance.passed_through(ops, inputs[0], output)
+            if rule == relevance.MERGED:
+                return inputs[0]
+            return relevance.relevance_output(rule, _TorchLayerCall(module, inputs[0], output,
+                                                                    norm), ops)
+        finally:
+            mode.paused = False
+    return hook
+
+
+@contextmanager
+def _relevance_rules(backend: TorchBackend, rules: relevance.RelevanceRules) -> Iterator[None]:
+    """Relevance propagation for one pass: each assigned module's output replaced by its
+    rule's (forward hooks), batch norms merged into the layer before them, residual
+    additions split (a function mode); all removed afterwards."""
+    if backend.is_script:
+        raise UnsupportedError("LRP needs forward hooks, which TorchScript modules do not "
+                               "support. Load the eager nn.Module")
+    norms = {linear: backend._modules[bn] for linear, bn in rules.merges}
+    mode = _SplitSums(rules.sum, backend.ops)
+    handles = []
+    try:
+        for name, rule in rules.assignments:
+            if rule == relevance.GRADIENT:
+                continue
+            handles.append(backend._modules[name].register_forward_hook(
+                _relevance_hook(rule, backend.ops, norms.get(name), mode)))
+        with mode:
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
+    """Leaf modules in execution order with their kinds, batch norms paired with the linear
+    layer whose output they take (the same tensor, not modified since)."""
+    order: list[str] = []
+    produced: dict[int, tuple[torch.Tensor, int, str]] = {}
+    merges: dict[str, str] = {}
+
+    def after(name):
+        def hook(module, inputs, output):
+            if name not in order:
+                order.append(name)
+            if isinstance(module, _LINEAR) and torch.is_tensor(output):
+                produced[id(output)] = (output, output._version, name)
+            if isinstance(module, _BATCH_NORMS) and inputs and torch.is_tensor(inputs[0]):
+                entry = produced.get(id(inputs[0]))
+                if entry is not None and entry[0] is inputs[0] and entry[1] == inputs[0]._version:
+                    merges[name] = entry[2]
+        return hook
+
+    leaves = {n: m for n, m in backend._modules.items() if not any(True for _ in m.children())}
+    handles = [m.register_forward_hook(after(n)) for n, m in leaves.items()]
+    try:
+        with torch.no_grad():
+            backend._run(x1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # a linear layer feeding one batch norm only is merged (each runs once)
+    counts = {linear: list(merges.values()).count(linear) for linear in merges.values()}
+    return [relevance.LayerInfo(
+        name, _relevance_kind(leaves[name]), type(leaves[name]).__name__,
+        merges.get(name) if counts.get(merges.get(name)) == 1 else None) for name in order]
+
+
 # The backward rules this backend applies (crosslens.core.rules), and how.
 for _rule in (GUIDED, DECONV):
     TorchBackend.register_rule(_rule, TorchBackend._relu_rule)
+TorchBackend.register_rule(relevance.LRP, _relevance_rules)

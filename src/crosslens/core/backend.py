@@ -80,6 +80,9 @@ class ArrayOps(abc.ABC):
     @abc.abstractmethod
     def zeros_like(self, array: Native) -> Native: ...
     @abc.abstractmethod
+    def stop_gradient(self, array: Native) -> Native:
+        """The same values, with no gradient flowing back through them."""
+    @abc.abstractmethod
     def abs(self, array: Native) -> Native: ...
     @abc.abstractmethod
     def sqrt(self, array: Native) -> Native: ...
@@ -678,6 +681,18 @@ class Backend(abc.ABC):
 
     def _layer_calls(self, x1: Native) -> list[tuple[str, int, tuple[int, ...] | None]]:
         raise UnsupportedError(f"the {self.name} backend cannot list layer calls")
+
+    def relevance_layers(self, x: Native) -> list:
+        """The layers of one forward pass on ``x[:1]`` as relevance propagation sees them
+        (:class:`crosslens.core.relevance.LayerInfo`: kind, type, batch-norm merges), in
+        execution order. Cached per input shape and structure."""
+        key = ("relevance", tuple(self.ops.shape(x)[1:]), self.structure)
+        if key not in self._calls:
+            self._calls[key] = self._relevance_layers(x[:1])
+        return list(self._calls[key])
+
+    def _relevance_layers(self, x1: Native) -> list:
+        raise UnsupportedError(f"the {self.name} backend does not implement LRP")
 
     # --- to implement per framework ---------------------------------------------------------
     @abc.abstractmethod

@@ -39,6 +39,9 @@ class NumpyOps(ArrayOps):
     def zeros_like(self, array):
         return np.zeros_like(array)
 
+    def stop_gradient(self, array):
+        return array
+
     def abs(self, array):
         return np.abs(array)
 

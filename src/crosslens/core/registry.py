@@ -27,6 +27,7 @@ CAPABILITIES = {
     "relu_override": "scoped replacement of ReLU gradients (guided backprop, deconvnet)",
     "layer_override": "replacing a layer's output with given values",
     "forward": "model outputs without gradients (perturbation methods)",
+    "relevance": "layer-wise relevance propagation rules applied to one pass (LRP)",
 }
 
 

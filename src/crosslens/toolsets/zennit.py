@@ -54,8 +54,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch.overrides import TorchFunctionMode
 
+from ..backends.torch import ResidualAdditions
 from ..core.errors import ModelError, OptionError, UnsupportedError
 from ..core.names import unknown_name_message
 from ..core.targets import ClassTarget
@@ -122,9 +122,10 @@ def run(model: torch.nn.Module, layer_object: Any, x: torch.Tensor, method: str,
                                                list(COMPOSITES)))
     canonize = flag("zennit", "canonize", options.pop("canonize", True))
     check = flag("zennit", "check_conservation", options.pop("check_conservation", True))
-    if composite_name == "epsilon_gamma_box":
-        options.setdefault("low", float(x.min()))
-        options.setdefault("high", float(x.max()))
+    if composite_name == "epsilon_gamma_box":  # each sample's own bounds, as crosslens' LRP
+        axes = tuple(range(1, x.ndim))
+        options.setdefault("low", x.detach().amin(dim=axes, keepdim=True).expand_as(x))
+        options.setdefault("high", x.detach().amax(dim=axes, keepdim=True).expand_as(x))
     composite_options = _composite_options(COMPOSITES[composite_name], composite_name, options, x)
     lrp = method == "lrp"
 
@@ -302,13 +303,9 @@ def _batch_norm_pairs(model: torch.nn.Module, x: torch.Tensor
     return pairs, outputs
 
 
-_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__}
-_INPLACE_ADDS = {torch.Tensor.add_, torch.Tensor.__iadd__}
-
-
-class _ResidualSums(TorchFunctionMode):
-    """Routes ``a + b`` of two same-shaped tensors that both carry gradient through a fresh
-    zennit ``Sum`` module hooked with the composite's rule for ``Sum``.
+class _ResidualSums(ResidualAdditions):
+    """Routes residual additions (see :class:`~crosslens.backends.torch.ResidualAdditions`)
+    through a fresh zennit ``Sum`` module hooked with the composite's rule for ``Sum``.
 
     Active only during the attribution's forward pass (the rules' own backward arithmetic
     must stay plain). One module per addition: zennit's hooks keep per-call state."""
@@ -322,35 +319,12 @@ class _ResidualSums(TorchFunctionMode):
         # Sum is no linear layer, so a special first-layer rule never applies to it
         self.template = composite.module_map({"first_layer_visited": True},
                                              "crosslens.residual_sum", Sum())
-        self.count = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        inplace = func in _INPLACE_ADDS
-        if (inplace or func in _ADDS) and self._routes(args, kwargs):
-            a, b = args[0], args[1]
-            summed = self._sum(a, b)
-            if inplace:
-                a.copy_(summed)  # keeps in-place semantics; copy_'s gradient goes to summed
-                return a
-            return summed
-        return func(*args, **kwargs)
-
-    def _routes(self, args: tuple, kwargs: dict) -> bool:
-        if len(args) != 2 or kwargs.get("alpha", 1) != 1 or "out" in kwargs:
-            return False
-        a, b = args
-        return (torch.is_tensor(a) and torch.is_tensor(b) and torch.is_grad_enabled()
-                and a.requires_grad and b.requires_grad
-                and not isinstance(a, torch.nn.Parameter) and not isinstance(b, torch.nn.Parameter)
-                and a.shape == b.shape and a.dtype == b.dtype and a.is_floating_point())
 
     def _sum(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         module = self.sum_type(dim=-1)
         hook = self.template.copy()
         self.composite.hook_refs.add(hook)
         self.composite.handles.append(hook.register(module))  # removed with the composite
-        self.count += 1
         return module(torch.stack([a, b], dim=-1))
 
 
