@@ -34,7 +34,7 @@ from ..core.arrays import as_like, framework_of_array, to_numpy
 from ..core.errors import (CrosslensError, DisconnectedError, InputError, TargetError,
                            UnsupportedError)
 from ..core import relevance
-from ..core.rules import DECONV, GUIDED, Rule
+from ..core.rules import DECONV, GUIDED, RESCALE, RESCALE_EPS, Rule
 from ..core.scoring import score
 from ..core.scoring import single_output as _single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
@@ -853,7 +853,49 @@ def _relevance_rules(backend: KerasBackend, rules: relevance.RelevanceRules):
                                            backend.ops, norms.get(name)))
 
 
+# --- DeepLIFT's rescale rule ---------------------------------------------------------------
+
+_ELEMENTWISE_OPS = ("Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Softplus", "Softsign",
+                    "Sigmoid", "Tanh")
+
+
+def _register_rescale_gradients() -> None:
+    """``CrosslensRescale<Op>``: on a batch ``[inputs; baselines]``, the inputs' half gets
+    ``g * Δy / Δx`` (the op's own gradient where ``|Δx| < RESCALE_EPS``)."""
+    from tensorflow.python.framework import ops as tf_ops
+
+    def rescale(op, grad):
+        own = tf_ops._gradient_registry.lookup(op.type)(op, grad)
+        own = own[0] if isinstance(own, (list, tuple)) else own
+        x1, x0 = tf.split(op.inputs[0], 2)
+        y1, y0 = tf.split(op.outputs[0], 2)
+        g1, _ = tf.split(grad, 2)
+        own1, own0 = tf.split(own, 2)
+        dx = x1 - x0
+        near = tf.abs(dx) < RESCALE_EPS
+        slope = (y1 - y0) / tf.where(near, tf.ones_like(dx), dx)
+        return tf.concat([tf.where(near, own1, g1 * slope), own0], 0)
+
+    for op_type in _ELEMENTWISE_OPS:
+        try:
+            tf.RegisterGradient(_override_name(RESCALE.name, op_type))(rescale)
+        except KeyError:  # already registered (module re-imported)
+            pass
+
+
+_register_rescale_gradients()
+
+
+def _rescale_override(backend: KerasBackend, rule: Rule):
+    """DeepLIFT: every elementwise nonlinearity op created while tracing gets the rescale
+    gradient (graph-mode ``tf.gradients`` honours the override)."""
+    graph = tf.compat.v1.get_default_graph()
+    return graph.gradient_override_map({op: _override_name(RESCALE.name, op)
+                                        for op in _ELEMENTWISE_OPS})
+
+
 # The backward rules this backend applies (crosslens.core.rules), and how.
 for _rule in (GUIDED, DECONV):
     KerasBackend.register_rule(_rule, _relu_override)
+KerasBackend.register_rule(RESCALE, _rescale_override)
 KerasBackend.register_rule(relevance.LRP, _relevance_rules)

@@ -37,7 +37,7 @@ from ..core.arrays import as_like, framework_of_array
 from ..core.errors import (CrosslensError, DisconnectedError, InputError,
                            ModelError, TargetError, UnsupportedError)
 from ..core import relevance
-from ..core.rules import DECONV, GUIDED, Rule
+from ..core.rules import DECONV, GUIDED, RESCALE, RESCALE_EPS, Rule
 from ..core.scoring import score, single_output
 from ..core.targets import (ChannelTarget, ClassTarget, NeuronTarget, ObjectiveTarget,
                             PredictedTarget, TargetSpec, predicted_classes)
@@ -468,6 +468,15 @@ class TorchBackend(Backend):
         check_ran(store, layers)
         return {name: store[name] for name in layers}
 
+    @contextmanager
+    def _rescale_rule(self, rule: Rule) -> Iterator[None]:
+        if self.is_script:
+            raise UnsupportedError("DeepLIFT reroutes the model's nonlinearities through "
+                                   "Python dispatch, which TorchScript bypasses. Load the "
+                                   "eager nn.Module")
+        with _RescaleMode():
+            yield
+
     def _relevance_layers(self, x1):
         if self.is_script:
             raise UnsupportedError("LRP needs forward hooks, which TorchScript modules do not "
@@ -723,6 +732,60 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
+# --- DeepLIFT's rescale rule ---------------------------------------------------------------
+
+# elementwise nonlinearities, however called (modules call these too)
+_ELEMENTWISE = {F.relu, torch.relu, torch.Tensor.relu, F.relu6, F.hardtanh, F.elu, F.selu,
+                F.celu, F.leaky_relu, F.gelu, F.silu, F.mish, F.softplus, F.hardswish,
+                F.hardsigmoid, F.logsigmoid, F.softsign, torch.sigmoid, torch.Tensor.sigmoid,
+                F.sigmoid, torch.tanh, torch.Tensor.tanh, F.tanh}
+_ELEMENTWISE_INPLACE = {torch.relu_, F.relu_, torch.Tensor.relu_, F.hardtanh_, F.elu_,
+                        F.leaky_relu_, torch.sigmoid_, torch.Tensor.sigmoid_, torch.tanh_,
+                        torch.Tensor.tanh_}
+
+
+def _in_place(func: Any, args: tuple, kwargs: dict) -> bool:
+    if func in _ELEMENTWISE_INPLACE:
+        return True
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return False
+    return bool(bound.arguments.get("inplace", False))
+
+
+class _RescaleMode(TorchFunctionMode):
+    """DeepLIFT's rescale rule for every elementwise nonlinearity of one pass, on a batch
+    ``[inputs; baselines]``: the inputs' half backward ``g * Δy / Δx``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        elementwise = func in _ELEMENTWISE or func in _ELEMENTWISE_INPLACE
+        if not (elementwise and args and torch.is_tensor(args[0]) and args[0].requires_grad):
+            return func(*args, **kwargs)
+        if len(args[0]) % 2:
+            raise UnsupportedError(
+                "DeepLIFT pairs each input with its baseline in one pass, but this pass got "
+                f"{len(args[0])} rows: the memory budget split a pair. Raise memory_budget")
+        if not _in_place(func, args, kwargs):
+            return _rescaled(args[0], func(*args, **kwargs))
+        # in place: run it on a copy (the input is needed for the secant), then write back
+        rescaled = _rescaled(args[0].clone(), func(args[0].clone(), *args[1:], **kwargs))
+        return args[0].copy_(rescaled)
+
+
+def _rescaled(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` in value; in the first half the gradient ``Δy / Δx`` (the function's own
+    derivative where ``|Δx| < RESCALE_EPS``), the second half (baselines) unchanged."""
+    x1, x0 = x.chunk(2)
+    y1, y0 = y.chunk(2)
+    dx = (x1 - x0).detach()
+    near = dx.abs() < RESCALE_EPS
+    slope = ((y1 - y0).detach() / torch.where(near, torch.ones_like(dx), dx))
+    first = torch.where(near, y1, y1.detach() + (x1 - x1.detach()) * slope)
+    return torch.cat([first, y0])
+
+
 # --- relevance propagation (crosslens.core.relevance) --------------------------------------
 
 _LINEAR = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
@@ -919,3 +982,4 @@ def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
 for _rule in (GUIDED, DECONV):
     TorchBackend.register_rule(_rule, TorchBackend._relu_rule)
 TorchBackend.register_rule(relevance.LRP, _relevance_rules)
+TorchBackend.register_rule(RESCALE, TorchBackend._rescale_rule)

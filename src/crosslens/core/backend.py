@@ -479,7 +479,8 @@ class Backend(abc.ABC):
 
     def gradient(self, x: Native, target: TargetSpec, *, wrt: str | None = None,
                  rule: str | None = None, capture: Sequence[str] = (),
-                 replace: dict[str, Native] | None = None) -> GradientResult:
+                 replace: dict[str, Native] | None = None, split: bool = True
+                 ) -> GradientResult:
         """Gradient of the target score of each sample.
 
         Parameters
@@ -499,6 +500,10 @@ class Backend(abc.ABC):
         replace
             ``{layer: values}``: the layer's output is replaced by ``values`` (batch
             aligned with ``x``) in this pass.
+        split
+            Whether ``x`` may be split into passes that fit the memory budget; ``False``
+            for a batch whose rows belong together (DeepLIFT's ``[inputs; baselines]``),
+            which the caller has sized.
 
         Raises
         ------
@@ -511,7 +516,7 @@ class Backend(abc.ABC):
         # a target that compares the samples (diversity) is split only if memory forces it
         coupled = getattr(target, "couples_batch", False)
         size = (self.max_batch if coupled else self.pass_size)(x, backward=True)
-        if size >= len(x):
+        if size >= len(x) or not split:
             return self._checked_gradient(x, target, wrt, rule, capture, replace)
         parts = []
         for a, b in chunks(len(x), size):

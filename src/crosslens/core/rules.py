@@ -72,3 +72,13 @@ GUIDED = register_rule(Rule(
 DECONV = register_rule(Rule(
     "deconv", "ReLU backward max(g, 0): positive gradients, ignoring the forward mask",
     ("ReLU", "ReLU6"), "Zeiler & Fergus 2014 (deconvnet)"))
+#: The pass's batch is ``[inputs; baselines]`` (two halves, paired row by row); each
+#: elementwise nonlinearity's backward in the first half becomes ``g * Δy / Δx`` (its own
+#: derivative where ``|Δx| < RESCALE_EPS``), as Captum's DeepLift does.
+RESCALE = register_rule(Rule(
+    "rescale", "elementwise nonlinearities backward g·(f(x) - f(x0)) / (x - x0) against the "
+    "paired baseline rows (the second half of the batch)",
+    ("ReLU", "ReLU6", "ELU", "SELU", "CELU", "LeakyReLU", "GELU", "SiLU", "Mish", "Softplus",
+     "Hardswish", "Hardsigmoid", "LogSigmoid", "Softsign", "Sigmoid", "Tanh"),
+    "Shrikumar et al. 2017 (DeepLIFT, Rescale rule)"))
+RESCALE_EPS = 1e-10

@@ -34,7 +34,8 @@ INPUT = {"saliency": "Saliency", "gradient_x_input": "InputXGradient",
          "deconvnet": "Deconvolution", "occlusion": "Occlusion",
          "feature_ablation": "FeatureAblation", "gradient_shap": "GradientShap",
          "kernel_shap": "KernelShap", "shapley_value_sampling": "ShapleyValueSampling",
-         "lime": "Lime", "feature_permutation": "FeaturePermutation"}
+         "lime": "Lime", "feature_permutation": "FeaturePermutation",
+         "deeplift": "DeepLift", "deeplift_shap": "DeepLiftShap"}
 LAYER = {"saliency": "LayerGradientXActivation", "gradient_x_input": "LayerGradientXActivation",
          "integrated_gradients": "LayerIntegratedGradients", "conductance": "LayerConductance",
          "activations": "LayerActivation", "grad_cam": "LayerGradCam",
@@ -278,6 +279,13 @@ def _aligned_arguments(method: str, name: str, x: torch.Tensor, options: dict) -
             options["baselines"] = options.pop("baseline")
         if name == "GradientShap" and "baselines" not in options:  # ours defaults to zeros
             out["baselines"] = torch.zeros_like(x)
+    if name == "DeepLift" and "baselines" not in options:  # ours defaults to zeros
+        baseline = options.pop("baseline", 0.0)
+        sigma = number(where, "blur_sigma", options.pop("blur_sigma", 8.0), minimum=0.0)
+        out["baselines"] = _baseline(baseline, x, sigma)
+    if name == "DeepLiftShap" and "baselines" not in options:
+        raise OptionError(f"{where} needs baselines=: a distribution of at least 2 baselines "
+                          f"shaped (M, *sample_shape)")
     if name == "Lime":
         _lime_model(where, options)
     if name == "FeaturePermutation" and integer(where, "samples", options.pop("samples", 1)) != 1:
