@@ -31,3 +31,15 @@ def test_importing_crosslens_imports_no_framework():
             "assert not loaded, loaded\n"
             "assert len(crosslens.methods()) >= 20  # methods registered on import\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ("torch", "keras"))
+def test_static_capabilities_equal_the_backend_class(name):
+    """``cl.methods()`` reads capabilities without importing a framework; they must be what
+    the backend class derives from its primitives and registered rules."""
+    import importlib
+
+    from crosslens.backends import BACKENDS
+    info = BACKENDS[name]
+    cls = getattr(importlib.import_module(info.module), info.cls)
+    assert info.capabilities == cls.capabilities()

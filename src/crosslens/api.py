@@ -82,7 +82,7 @@ def explain(model: Any, x: Any, method: str = "saliency", *, target: UserTarget 
     check_options(spec, options)
     check_settings(seed=seed, progress=progress, abs=abs)
     backend = get_backend(model)
-    missing = spec.needs - backend.capabilities
+    missing = spec.needs - backend.capabilities()
     if missing:
         raise UnsupportedError(f"method {spec.name!r} needs {sorted(missing)}, which the "
                                f"{backend.name} backend does not provide")

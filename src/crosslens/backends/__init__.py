@@ -36,8 +36,10 @@ class BackendInfo:
     capabilities: frozenset[str]
 
 
+# What each backend class provides, stated here so that listing methods imports no
+# framework; tests/test_layering.py checks it equals the class's derived capabilities().
 _ALL = frozenset({"grad", "layer_grad", "activations", "relu_override", "layer_override",
-                  "forward", "relevance"})
+                  "forward", "relevance", "rescale"})
 
 BACKENDS: dict[str, BackendInfo] = {
     "torch": BackendInfo("torch", "crosslens.backends.torch", "TorchBackend",

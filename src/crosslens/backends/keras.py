@@ -45,8 +45,6 @@ from ..core.checks import (CallPicker, check_finite, check_image_input, check_ra
                            disconnected_message, group_calls, model_error,
                            not_a_tensor_message)
 
-CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override", "forward", "relevance"})
 _RELU_OPS = ("Relu", "Relu6")
 
 
@@ -183,7 +181,6 @@ class KerasBackend(Backend):
     """Backend for Keras 3 models on the TensorFlow backend (see the module docstring)."""
 
     name = "keras"
-    capabilities = CAPABILITIES
 
     def __init__(self, model: keras.Model) -> None:
         if keras.backend.backend() != "tensorflow":

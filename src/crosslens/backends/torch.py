@@ -46,8 +46,6 @@ from ..core.checks import (CallPicker, check_finite, check_image_input, check_ra
                            disconnected_message, group_calls, model_error,
                            multiple_outputs_message, not_a_tensor_message)
 
-CAPABILITIES = frozenset({"grad", "layer_grad", "activations", "relu_override",
-                          "layer_override", "forward", "relevance"})
 
 
 class TorchOps(ArrayOps):
@@ -213,7 +211,6 @@ class TorchBackend(Backend):
     """Backend for ``torch.nn.Module`` models (see the module docstring)."""
 
     name = "torch"
-    capabilities = CAPABILITIES
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__(model)

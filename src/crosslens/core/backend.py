@@ -156,8 +156,6 @@ class Backend(abc.ABC):
 
     #: Framework name, as listed by ``cl.methods()``.
     name: ClassVar[str]
-    #: Capabilities from :data:`crosslens.core.registry.CAPABILITIES`.
-    capabilities: ClassVar[frozenset[str]]
 
     #: How this backend applies each backward rule it supports, by rule name
     #: (:meth:`register_rule`, called in the backend's own file).
@@ -169,6 +167,21 @@ class Backend(abc.ABC):
         context manager active for the differentiation pass (the forward and, through it,
         the backward of the score)."""
         cls._rule_appliers = {**cls._rule_appliers, rule.name: apply}
+
+    @classmethod
+    def capabilities(cls) -> frozenset[str]:
+        """What this backend provides (:data:`crosslens.core.registry.CAPABILITIES`),
+        derived from the class: the primitives every backend implements, plus the
+        backward rules it registered (and, for LRP, the layer kinds it reports)."""
+        have = {"grad", "layer_grad", "activations", "layer_override", "forward"}
+        rules = set(cls._rule_appliers)
+        if {"guided", "deconv"} <= rules:
+            have.add("relu_override")
+        if "rescale" in rules:
+            have.add("rescale")
+        if "lrp" in rules and cls._relevance_layers is not Backend._relevance_layers:
+            have.add("relevance")
+        return frozenset(have)
 
     @classmethod
     def rules(cls) -> list[str]:

@@ -28,6 +28,7 @@ CAPABILITIES = {
     "layer_override": "replacing a layer's output with given values",
     "forward": "model outputs without gradients (perturbation methods)",
     "relevance": "layer-wise relevance propagation rules applied to one pass (LRP)",
+    "rescale": "DeepLIFT's secant rule for the elementwise nonlinearities of one pass",
 }
 
 

@@ -266,9 +266,9 @@ def relevance_output(rule: LayerRule, call: LayerCall, ops: Any) -> Native:
             plain.append((term, m, w, b))
         scale = group.coefficient / _stabilized(ops, denominator, rule.epsilon)
         if group.gate is not None:
-            zero = ops.zeros_like(scale)
-            keep = ops.stop_gradient(z) > 0 if group.gate == "positive" else ops.stop_gradient(z) < 0
-            scale = ops.where(keep, scale, zero)
+            plain_z = ops.stop_gradient(z)
+            keep = plain_z > 0 if group.gate == "positive" else plain_z < 0
+            scale = ops.where(keep, scale, ops.zeros_like(scale))
         scale = ops.stop_gradient(scale)
         for term, m, w, _ in plain:
             # gradient m_k(x) * J_k^T(.) w.r.t. x; no bias: it carries no gradient

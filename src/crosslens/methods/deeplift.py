@@ -32,7 +32,7 @@ from .baselines import make_baseline
 from .gradient_shap import _distribution
 
 
-@register("deeplift", needs=("grad",), family="gradient", aliases=("deep_lift",),
+@register("deeplift", needs=("grad", "rescale"), family="gradient", aliases=("deep_lift",),
           summary="Multipliers with secant slopes of the nonlinearities between input and "
                   "baseline (Rescale rule), times (x - baseline)",
           reference="Shrikumar et al. 2017")
@@ -55,7 +55,7 @@ def deeplift(ctx: Context, *, baseline: Any = 0.0, blur_sigma: float = 8.0) -> M
     return MethodResult(values, layer=ctx.layer, info={"delta": delta})
 
 
-@register("deeplift_shap", needs=("grad",), family="gradient",
+@register("deeplift_shap", needs=("grad", "rescale"), family="gradient",
           aliases=("deepliftshap", "deep_shap"),
           summary="DeepLIFT averaged over a distribution of baselines (SHAP values)",
           reference="Lundberg & Lee 2017")

@@ -95,69 +95,24 @@ def worst(ms) -> Metrics:
     return Metrics(max(m.max_abs for m in ms), max(m.rel for m in ms), min(m.cosine for m in ms))
 
 
-# --- framework runners --------------------------------------------------------------------------
-# run(model, x, masks_fn) -> (output, [grad per mask]); masks_fn(output) returns the cotangent masks
-# (in the runner's own layout), so the original model needs a single forward pass.
+# --- running a model ----------------------------------------------------------------------------
+def run_model(model, x: np.ndarray, masks_fn):
+    """``(output, [input-gradient of sum(output * mask) for each mask])`` of ``model`` on ``x``.
 
+    Runs through the model's crosslens backend (its forward pass and vector-Jacobian
+    product), so translation is verified by the same primitives that explain the model.
+    ``masks_fn(output)`` returns the cotangent masks in the model's own layout.
+    """
+    from ..backends import get_backend
 
-def run_torch(model, x: np.ndarray, masks_fn):
-    import torch
-
-    xt = torch.tensor(x, dtype=torch.float32, requires_grad=True)
-    out = model(xt)
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    out_np = out.detach().numpy()
-    masks = masks_fn(out_np)
-    grads = []
-    for i, m in enumerate(masks):
-        mt = torch.as_tensor(np.ascontiguousarray(m), dtype=out.dtype)
-        (g,) = torch.autograd.grad((out * mt).sum(), xt, retain_graph=i < len(masks) - 1, allow_unused=True)
-        grads.append(np.zeros_like(x) if g is None else g.detach().numpy())
-    return out_np, grads
-
-
-def run_keras(model, x: np.ndarray, masks_fn):
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.convert_to_tensor(x, dtype=tf.float32)
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(xt)
-            out = model(xt, training=False)
-            if isinstance(out, (list, tuple)):
-                out = out[0]
-            out_np = out.numpy()
-            masks = masks_fn(out_np)
-            targets = [tf.reduce_sum(out * tf.constant(np.ascontiguousarray(m), dtype=out.dtype)) for m in masks]
-        grads = []
-        for t in targets:
-            g = tape.gradient(t, xt)
-            grads.append(np.zeros_like(x) if g is None else g.numpy())
-        del tape
-        return out_np, grads
-    if backend == "torch":
-        return run_torch(lambda t: model(t, training=False), x, masks_fn)
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        def f(xx):
-            o = model(xx, training=False)
-            return o[0] if isinstance(o, (list, tuple)) else o
-
-        out, vjp = jax.vjp(f, jnp.asarray(x))
-        out_np = np.asarray(out)
-        grads = [np.asarray(vjp(jnp.asarray(m, dtype=out.dtype))[0]) for m in masks_fn(out_np)]
-        return out_np, grads
-    from .errors import TranslationUnsupportedError
-
-    raise TranslationUnsupportedError(
-        f"translation does not support the Keras backend {backend!r}: use KERAS_BACKEND=tensorflow, "
-        "torch or jax")
+    backend = get_backend(model)
+    ops = backend.ops
+    with backend.session():
+        native = backend.prepare(x)
+        out = ops.to_numpy(backend.forward(native))
+        grads = [ops.to_numpy(backend.vjp(native, ops.asarray(np.ascontiguousarray(m, dtype=out.dtype))))
+                 for m in masks_fn(out)]
+    return out, grads
 
 
 def make_probes(example: np.ndarray, probes: int, seed: int):
@@ -180,12 +135,14 @@ def _class_mask(out: np.ndarray):
     return mask.reshape(out.shape), cls
 
 
-def verify(run_original, run_translated, probe_inputs, in_perm, out_perm, tolerance) -> Verification:
-    """Compare two models on ``probe_inputs`` (in the original layout).
+def verify(original, translated, probe_inputs, perm, tolerance, run=run_model) -> Verification:
+    """Compare the ``translated`` model with the ``original`` on ``probe_inputs`` (in the
+    original layout): outputs, and input-gradients of the outputs' sum and of each
+    probe's class logit (the original's argmax).
 
-    ``run_*(x, masks_fn) -> (output, grads)``; ``in_perm``/``out_perm`` transpose
-    original-layout inputs/outputs into the translation's layout.  All probes
-    are evaluated as one batch (per-sample results are independent in eval
+    ``perm`` transposes rank-4 original-layout inputs/outputs into the translation's
+    layout; ``run(model, x, masks_fn) -> (output, grads)`` runs a model (:func:`run_model`).
+    All probes are evaluated as one batch (per-sample results are independent in eval
     mode), then split for the per-probe metrics.
     """
     tol = normalize_tolerance(tolerance)
@@ -199,13 +156,15 @@ def verify(run_original, run_translated, probe_inputs, in_perm, out_perm, tolera
         state["cls"], state["mask"] = cls, mask
         return [np.ones_like(out), mask]
 
-    out_o, (g_sum_o, g_cls_o) = run_original(x_all, masks_original)
+    out_o, (g_sum_o, g_cls_o) = run(original, x_all, masks_original)
+    in_perm = perm if x_all.ndim == 4 else None
+    out_perm = perm if out_o.ndim == 4 else None
 
     def masks_translated(out_t):
         return [apply_perm(np.ones_like(state["mask"]), out_perm), apply_perm(state["mask"], out_perm)]
 
     xt = np.ascontiguousarray(apply_perm(x_all, in_perm))
-    out_t, (g_sum_t, g_cls_t) = run_translated(xt, masks_translated)
+    out_t, (g_sum_t, g_cls_t) = run(translated, xt, masks_translated)
     back_in, back_out = inverse_perm(in_perm), inverse_perm(out_perm)
     out_t = apply_perm(out_t, back_out)
     g_sum_t = apply_perm(g_sum_t, back_in)
