@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 
-from .core import clear_memory_cache, translate
+from .pipeline import clear_memory_cache, translate
 from .report import TranslationReport
 
 

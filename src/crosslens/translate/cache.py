@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.arrays import to_numpy
+
 FORMAT_VERSION = "1"
 
 
@@ -101,7 +103,7 @@ def keras_fingerprint(model) -> dict:
     except Exception:
         cfg = type(model).__qualname__ + repr([(lay.name, type(lay).__name__) for lay in getattr(model, "layers", [])])
     arch_hash = hashlib.sha256(cfg.encode()).hexdigest()
-    weights = _hash_arrays(np.asarray(v.numpy() if hasattr(v, "numpy") else v) for v in model.weights)
+    weights = _hash_arrays(to_numpy(v) for v in model.weights)
     return {"architecture": arch_hash, "weights": weights, "name": model.name}
 
 

@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from . import onnx_utils as ou
+from ..core.arrays import to_numpy
 
 MAIN_OUTPUT = "output"
 _LAYER_PREFIX = "crosslens_layer_"
@@ -248,7 +249,7 @@ def _export_weights_as_inputs(model, wrapper, spec, opset, rank, out_rank):
             outputs_as_nchw=[MAIN_OUTPUT] if out_rank == 4 else None,
         )
     g = proto.graph
-    values = {n: np.asarray(v.numpy()) for n, v in zip(wnames, all_vars)}
+    values = {n: to_numpy(v) for n, v in zip(wnames, all_vars)}
     keep_inputs = [i for i in g.input if i.name not in values]
     present = {i.name for i in g.input}
     del g.input[:]

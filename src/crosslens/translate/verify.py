@@ -104,14 +104,20 @@ def run_model(model, x: np.ndarray, masks_fn):
     ``masks_fn(output)`` returns the cotangent masks in the model's own layout.
     """
     from ..backends import get_backend
+    from ..core.errors import DisconnectedError
 
     backend = get_backend(model)
     ops = backend.ops
+    grads = []
     with backend.session():
         native = backend.prepare(x)
         out = ops.to_numpy(backend.forward(native))
-        grads = [ops.to_numpy(backend.vjp(native, ops.asarray(np.ascontiguousarray(m, dtype=out.dtype))))
-                 for m in masks_fn(out)]
+        for mask in masks_fn(out):
+            try:
+                cotangent = ops.asarray(np.ascontiguousarray(mask, dtype=out.dtype))
+                grads.append(ops.to_numpy(backend.vjp(native, cotangent)))
+            except DisconnectedError:  # the output does not depend on the input
+                grads.append(np.zeros_like(x))
     return out, grads
 
 
