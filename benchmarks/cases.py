@@ -27,6 +27,25 @@ METHODS: dict[str, dict[str, Any]] = {
     "occlusion": {"method": "occlusion", "options": {"patch": 16, "stride": 8}, "patch": 16,
                   "stride": 8, "passes": "forward"},
 }
+#: Native methods against the library that defined them, computing the same thing on the
+#: same model and input (PyTorch only: zennit and Captum are PyTorch libraries). ``models``:
+#: where it runs (the zennit peer needs a canonizer for the ResNet's bottlenecks, see
+#: peers.py; crosslens' LRP does not yet run on EfficientNet-Lite0, whose convolutions are
+#: modules with a padding submodule); ``repeats``: at most this many timed runs.
+NATIVE_PEERS: dict[str, dict[str, Any]] = {
+    "lrp_epsilon_plus_flat": {
+        "method": "lrp", "options": {"composite": "epsilon_plus_flat"}, "peer": "zennit",
+        "models": ("resnet50", "resnet50-tiny"), "batch": 1},
+    "lrp_epsilon_gamma_box": {
+        "method": "lrp", "options": {"composite": "epsilon_gamma_box"}, "peer": "zennit",
+        "models": ("resnet50", "resnet50-tiny"), "batch": 1},
+    # a 4 x 4 grid (16 features), 128 sampled coalitions, Captum's KernelShap fed the same
+    # coalitions (exact enumeration, 2^16 - 2 forward passes, is 35-60 min per
+    # implementation here); 3 timed runs keep the whole comparison within 3 min on 2 cores
+    "kernelshap128": {
+        "method": "kernel_shap", "options": {"samples": 128}, "grid": 4, "peer": "captum",
+        "models": ("efficientnet-lite0", "resnet50-tiny"), "batch": 1, "repeats": 3},
+}
 NOISE_LEVEL = 0.15  # SmoothGrad sigma = 0.15 x (max - min) of each input
 BATCHES = (1, 16)
 QUICK_BATCHES = (1,)

@@ -80,12 +80,19 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     for part in parts:
         for row in part.get("featurevis") or []:
             featurevis[(row["framework"], row["model"])] = row
+    native: dict[tuple, dict] = {}  # the later row of a comparison wins, unless it failed
+    for part in parts:
+        for row in part.get("native_peers") or []:
+            key = report.native_key(row)
+            if row.get("status") == "ok" or native.get(key, {}).get("status") != "ok":
+                native[key] = row
     last = parts[-1]
     merged = {key: last[key] for key in ("date", "quick", "args", "versions", "machine")
               if key in last}
     merged["args"] = dict(merged.get("args", {}), only=[])
     merged.update(
         cells=ordered, featurevis=list(featurevis.values()),
+        native_peers=list(native.values()),
         translation=next((p["translation"] for p in reversed(parts)
                           if p.get("translation")), None),
         skipped_models=sorted({n for p in parts for n in p.get("skipped_models", [])}),

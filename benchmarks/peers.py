@@ -1,4 +1,5 @@
-"""The peers, called as their documentation shows: Captum (PyTorch), tf-keras-vis (Keras).
+"""The peers, called as their documentation shows: Captum (PyTorch), tf-keras-vis (Keras),
+and for native methods the library that defined them (zennit's LRP, Captum's KernelShap).
 
 Each ``*_peer(method, ...)`` returns a zero-argument callable that computes the method on
 the cell's inputs, or a string saying why the peer has no such method. Internal batch
@@ -115,3 +116,110 @@ def _scorecam_out_of_memory(model: Any, x: Any, layer: str | None) -> str | None
             f"{channels} masked copies of the whole batch on the host at once (three "
             f"float32 arrays of {copies / 2**30:.1f} GiB), more than the "
             f"{available / 2**30:.0f} GiB available")
+
+
+# --- native methods against the library that defined them (cases.NATIVE_PEERS) ----------
+
+def zennit_lrp_peer(model: Any, x: Any, t: Any, params: dict,
+                    exact_merge: bool = True) -> Callable[[], Any] | str:
+    """zennit's LRP as its documentation shows: a composite with canonizers, a ``Gradient``
+    attributor opened per call, the target's one-hot times the output as the initial
+    relevance (so relevance is in the score's units, as crosslens'). Canonizers: batch
+    norms merged into the convolution before them (``SequentialMergeBatchNorm``) and the
+    residual sums of the benchmark ResNet's bottlenecks routed through zennit's ``Sum``
+    (zennit's torchvision ``ResNetBottleneckCanonizer``, matched to this ResNet's
+    ``Bottleneck``, which has torchvision's layout and names).
+
+    zennit's merge leaves each batch norm computing ``x / sqrt(1 + eps)`` instead of
+    ``x`` (its merged scale already holds ``1 / sqrt(var + eps)``), 3e-5 relative on the
+    relevance of the benchmark ResNet. ``exact_merge`` (default) sets the merged batch
+    norm's variance to ``1 - eps``, the identity, as crosslens' zennit adapter does; this
+    costs nothing per call (one buffer fill when the canonizer is applied)."""
+    try:
+        from crosslens.toolsets.zennit import _zennit
+        _zennit()  # zennit imports torchvision; crosslens' stub stands in where it is missing
+    except ImportError:
+        return "zennit not installed"
+    import torch
+    from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.composites import COMPOSITES
+    from zennit.layer import Sum
+    from zennit.torchvision import ResNetBottleneckCanonizer
+
+    import resnet_torch
+
+    class BottleneckCanonizer(ResNetBottleneckCanonizer):
+        """zennit's canonizer of torchvision's bottleneck (its forward with the residual
+        sum as a ``Sum`` module), applied to the benchmark ResNet's own class."""
+
+        @classmethod
+        def _attribute_map(cls, name, module):
+            if isinstance(module, resnet_torch.Bottleneck):
+                return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+            return None
+
+    class ExactSequentialMergeBatchNorm(SequentialMergeBatchNorm):
+        @staticmethod
+        def merge_batch_norm(modules, batch_norm):
+            SequentialMergeBatchNorm.merge_batch_norm(modules, batch_norm)
+            if batch_norm.eps < 1.0:
+                batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data,
+                                                              1.0 - batch_norm.eps)
+
+    merge = ExactSequentialMergeBatchNorm if exact_merge else SequentialMergeBatchNorm
+    if not any(isinstance(m, resnet_torch.Bottleneck) for m in model.modules()):
+        return "the zennit peer canonizes the benchmark ResNet's bottlenecks only"
+    composite = params["composite"]
+    options = {"epsilon": params.get("epsilon", 1e-6),
+               "stabilizer": params.get("stabilizer", 1e-6)}
+    if composite == "epsilon_gamma_box":  # crosslens' default bounds: each sample's own
+        axes = tuple(range(1, x.ndim))
+        options.update(gamma=params.get("gamma", 0.25),
+                       low=x.amin(dim=axes, keepdim=True).expand_as(x),
+                       high=x.amax(dim=axes, keepdim=True).expand_as(x))
+    built = COMPOSITES[composite](
+        canonizers=[merge(), BottleneckCanonizer()], **options)
+    target = torch.as_tensor(t, device=x.device)
+
+    def initial(output):  # the target's score: relevance in the score's units
+        return output * torch.nn.functional.one_hot(target, output.shape[1]).to(output.dtype)
+
+    def call():
+        with Gradient(model=model, composite=built) as attributor:
+            _, relevance = attributor(x, initial)
+        return relevance
+
+    return call
+
+
+
+def captum_kernel_shap_peer(model: Any, x: Any, t: Any, chunk: int, feature_mask: Any,
+                            coalitions: np.ndarray) -> Callable[[], Any] | str:
+    """Captum's ``KernelShap`` on the same coalitions as crosslens: its perturbation
+    generator (the full and the empty coalition, then draws from the Shapley kernel's
+    size distribution) replaced by one yielding the full, the empty and then crosslens'
+    drawn ``coalitions`` (``(S, M)`` booleans), so ``n_samples = S + 2`` forward passes
+    of the same inputs; the drawing itself is a negligible part of either. Captum fits
+    ``LinearRegression`` with weight 1e6 on the two end points; crosslens imposes
+    efficiency exactly."""
+    try:
+        import captum.attr as ca
+        import torch
+    except ImportError:
+        return "captum not installed"
+    rows = torch.as_tensor(np.asarray(coalitions)).long()
+    m = rows.shape[1]
+
+    def same_coalitions(original, **kwargs):  # restarted for every sample of the batch
+        yield torch.ones(1, m, dtype=torch.long, device=original.device)
+        yield torch.zeros(1, m, dtype=torch.long, device=original.device)
+        yield from (row[None].to(original.device) for row in rows)
+
+    shap = ca.KernelShap(model)
+    shap.perturb_func = same_coalitions
+    mask = torch.as_tensor(feature_mask, device=x.device)
+    target = [int(i) for i in t]
+    return lambda: shap.attribute(x, baselines=0.0, target=target, feature_mask=mask,
+                                  n_samples=len(rows) + 2,
+                                  perturbations_per_eval=max(1, chunk // len(x)))

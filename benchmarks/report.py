@@ -155,6 +155,69 @@ def cell_line(cell: dict) -> str:
     return head + " " + ", ".join(parts)
 
 
+def native_key(row: dict[str, Any]) -> tuple[str, str, int, str]:
+    """Key of a native-vs-peer comparison (``cases.NATIVE_PEERS``)."""
+    return row["framework"], row["model"], int(row["batch"]), row["comparison"]
+
+
+def _native_options(row: dict[str, Any]) -> str:
+    options = row.get("options", {})
+    if "composite" in options:
+        return f"composite={options['composite']}"
+    if "samples" in options:
+        return (f"{options.get('features', '?')} features (grid), {options['samples']} "
+                "coalitions")
+    return ", ".join(f"{k}={v}" for k, v in options.items())
+
+
+def native_line(row: dict[str, Any]) -> str:
+    """One line of progress output for a finished native-vs-peer comparison."""
+    head = f"{row['comparison']:<22}"
+    if row.get("status") != "ok":
+        return f"{head} {row.get('status')}: {'; '.join(row.get('notes', []))}"
+    peer = row["peer"]
+    return (f"{head} crosslens {_time(_seconds(row, 'crosslens'))}, {peer} "
+            f"{_time(_seconds(row, peer))} (×{row['ratios'][peer]:.2f}), "
+            f"Δ{peer} {row['agreement']:.1e}")
+
+
+def native_table(results: dict[str, Any]) -> list[str]:
+    """Native methods against the library that defined them, same model, input, options."""
+    rows = results.get("native_peers") or []
+    if not rows:
+        return []
+    lines = ["## Native methods against the library that defined them", "",
+             "crosslens' native implementation and the reference library timed side by side "
+             "(interleaved, one process, medians as above) on the same model, input, target "
+             "and options: LRP against zennit (its composite with `SequentialMergeBatchNorm`, "
+             "made exact, and its ResNet bottleneck canonizer; a `Gradient` attributor per "
+             "call), KernelSHAP against Captum's `KernelShap` fed crosslens' coalitions "
+             "(`peers.py`). Ratio: crosslens time / the peer's. Δ: max |crosslens − peer| / "
+             "max |peer| (in parentheses: against zennit with its own, inexact batch-norm "
+             "merge).", "",
+             "| comparison | model | batch | options | crosslens | peer | peer time | "
+             "crosslens/peer | peak MB (crosslens / peer) | Δ vs peer | runs |",
+             "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        peer = row["peer"]
+        if row.get("status") != "ok":
+            lines.append(f"| {row['comparison']} | {row['model']} | {row['batch']} | "
+                         f"{_native_options(row)} | {row.get('status')} | {peer} | | | | | "
+                         f"{'; '.join(row.get('notes', []))} |")
+            continue
+        impls = row["implementations"]
+        agree = row.get("agreement")
+        plain = row.get("agreement_plain_merge")
+        lines.append(
+            f"| {row['comparison']} | {row['model']} | {row['batch']} | "
+            f"{_native_options(row)} | {_time(_seconds(row, 'crosslens'))} | {peer} | "
+            f"{_time(_seconds(row, peer))} | {_ratio(row['ratios'].get(peer))} | "
+            f"{_mb(impls.get('crosslens'))} / {_mb(impls.get(peer))} | "
+            f"{'–' if agree is None else f'{agree:.1e}'}"
+            f"{'' if plain is None else f' ({plain:.1e})'} | {_runs(row)} |")
+    return lines + [""]
+
+
 def table(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -269,7 +332,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"- model skipped: {note}")
     if results.get("skipped_models"):
         lines.append("")
-    lines += ["## Times", ""] + table(results) + targets(results)
+    lines += ["## Times", ""] + table(results) + targets(results) + native_table(results)
     if results.get("featurevis"):
         lines += ["## Feature visualization", "",
                   "`crosslens.visualize` steps per second (Fourier parameterization, standard "

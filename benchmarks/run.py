@@ -17,6 +17,14 @@ regenerated from it (:mod:`report`). ``--resume`` keeps the measured cells of ea
 results files and runs only the others, so the full matrix can be measured in parts
 (:mod:`merge` combines parts that ran separately). Methods missing from crosslens'
 registry, or peers lacking a method, are recorded as skipped with the reason.
+
+Native methods are also timed against the library that defined them, on the same model,
+input and options (``cases.NATIVE_PEERS``: LRP against zennit, KernelSHAP against
+Captum on the same coalitions; a few minutes in all)::
+
+    python benchmarks/run.py --threads 1 --only framework=torch \
+        method=lrp_epsilon_plus_flat,lrp_epsilon_gamma_box,kernelshap128 \
+        --resume benchmarks/results/<earlier>.json
 """
 from __future__ import annotations
 
@@ -40,7 +48,8 @@ import cases  # noqa: E402
 import harness  # noqa: E402
 import merge  # noqa: E402
 import report  # noqa: E402
-from peers import captum_peer, tf_keras_vis_peer  # noqa: E402
+from peers import (captum_kernel_shap_peer, captum_peer, tf_keras_vis_peer,  # noqa: E402
+                   zennit_lrp_peer)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -350,6 +359,68 @@ def run_cell(side: TorchSide, model_name: str, batch: int, name: str, plan: dict
     return cell
 
 
+def grid_mask(size: int, cells: int) -> np.ndarray:
+    """A ``cells`` x ``cells`` grid of feature ids over a square image, ``(1, 1, H, W)``
+    (crosslens' default mask for ``cells = 4``)."""
+    index = np.minimum(np.arange(size) * cells // size, cells - 1)
+    return (index[:, None] * cells + index[None, :]).reshape(1, 1, size, size)
+
+
+def run_native_peer(side: TorchSide, model_name: str, name: str, plan: dict,
+                    args: argparse.Namespace, device: harness.Device) -> dict[str, Any]:
+    """A native crosslens method against the library that defined it (cases.NATIVE_PEERS),
+    interleaved in one process on the same model, input and options, as run_cell times a
+    cell; ``agreement`` is max |crosslens - peer| / max |peer|."""
+    import crosslens as cl
+    spec = cases.NATIVE_PEERS[name]
+    peer_name = spec["peer"]
+    row: dict[str, Any] = {"framework": side.framework, "model": model_name,
+                           "batch": len(side.x), "comparison": name, "method": spec["method"],
+                           "options": dict(spec["options"]), "peer": peer_name,
+                           "implementations": {}, "notes": [],
+                           "measured": dt.datetime.now().isoformat(timespec="seconds"),
+                           "load_average": _load_average()}
+    target = [int(i) for i in np.asarray(side.t.cpu())]
+    kwargs = dict(spec["options"], target=target, seed=0, memory_budget=args.memory_budget)
+    if peer_name == "zennit":
+        peer = zennit_lrp_peer(side.model, side.x, side.t, spec["options"])
+    else:
+        from crosslens.methods.shapley import _sampled_coalitions
+        mask = grid_mask(plan["size"], spec["grid"])
+        m, samples = spec["grid"] ** 2, spec["options"]["samples"]
+        kwargs["feature_mask"] = mask
+        row["options"].update(features=m, chunk=plan["chunk_forward"],
+                              crosslens_pass=plan["pass_forward"])
+        # crosslens draws its coalitions from np.random.default_rng(seed) (seed 0 here)
+        coalitions = _sampled_coalitions(m, samples, np.random.default_rng(0))
+        peer = captum_kernel_shap_peer(side.model, side.x, target, plan["chunk_forward"],
+                                       mask, coalitions)
+    if isinstance(peer, str):
+        row.update(status="skipped", notes=[peer])
+        return row
+    fns = {"crosslens": lambda: cl.explain(side.model, side.x, spec["method"], **kwargs),
+           peer_name: peer}
+    repeats = min(args.repeats, spec.get("repeats", args.repeats))
+    measured = harness.measure_all(fns, framework=side.framework, device=device,
+                                   repeats=repeats, budget_s=args.cell_budget,
+                                   to_numpy=side.to_numpy)
+    for impl, m in measured.items():
+        row["implementations"][impl] = dict(m.as_dict(), measured=row["measured"])
+        if m.error:
+            row["notes"].append(f"{impl}: {m.error}")
+    row["agreement"] = harness.relative_difference(measured["crosslens"].output,
+                                                   measured[peer_name].output)
+    if peer_name == "zennit" and measured["crosslens"].output is not None:
+        # untimed: zennit's own batch-norm merge, which is not exact (see peers.py)
+        plain = zennit_lrp_peer(side.model, side.x, side.t, spec["options"], exact_merge=False)
+        row["agreement_plain_merge"] = harness.relative_difference(
+            measured["crosslens"].output, side.to_numpy(plain()))
+    row["ratios"] = report.ratios(row["implementations"])
+    ok = all(m.seconds for m in measured.values())
+    row["status"] = "ok" if ok else "error"
+    return row
+
+
 def _load_average() -> list[float] | None:
     try:
         return list(os.getloadavg())
@@ -484,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             if c.get("status") == "partial"}
     done_featurevis = {(row["framework"], row["model"]) for part in earlier
                        for row in part.get("featurevis") or []}
+    done_native = {report.native_key(row) for part in earlier
+                   for row in part.get("native_peers") or [] if row.get("status") == "ok"}
 
     def save() -> dict[str, Any]:
         combined = merge.merge(earlier + [results]) if earlier else results
@@ -507,7 +580,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         featurevis = _wanted(filters, method="featurevis") and \
             (case.framework, case.name) not in done_featurevis
-        if not featurevis and not any(todo(case, batch) for batch in batches):
+        native = [name for name, spec in cases.NATIVE_PEERS.items()
+                  if case.framework == "torch" and case.name in spec["models"]
+                  and _wanted(filters, method=name, batch=spec["batch"])
+                  and (case.framework, case.name, spec["batch"], name) not in done_native]
+        if not featurevis and not native and not any(todo(case, batch) for batch in batches):
             continue
         try:
             if case.build is None:  # the Keras translation of the PyTorch model
@@ -550,6 +627,20 @@ def main(argv: list[str] | None = None) -> int:
                 results["cells"].append(cell)
                 print("   " + report.cell_line(cell), flush=True)
                 save()
+        plans: dict[int, tuple[TorchSide, dict]] = {}
+        for name in native:  # native methods against their reference library
+            batch = cases.NATIVE_PEERS[name]["batch"]
+            if batch not in plans:
+                side = TorchSide(model, cases.inputs(case.framework, batch, case.size),
+                                 cases.targets(batch, 1000), device)
+                plans[batch] = side, plan_model(side, args, device)
+                print(f"== {case.framework} {case.name} batch {batch}: native vs peer",
+                      flush=True)
+            side, plan = plans[batch]
+            row = run_native_peer(side, case.name, name, plan, args, device)
+            results.setdefault("native_peers", []).append(row)
+            print("   " + report.native_line(row), flush=True)
+            save()
         if featurevis:
             results.setdefault("featurevis", []).append(
                 featurevis_speed(case, model, quick=args.quick))

@@ -26,6 +26,9 @@ DEMO_OPTIONS: dict[str, dict[str, Any]] = {
     "rise": {"samples": 400, "seed": 0},
     "kernel_shap": {"samples": 256, "seed": 0},  # 16 grid features
     "shapley_value_sampling": {"samples": 10, "seed": 0},
+    "lime": {"samples": 256, "seed": 0},  # 16 grid features, as kernel_shap
+    "gradient_shap": {"samples": 25, "seed": 0},
+    "feature_permutation": {"seed": 0},  # 16 grid features, permuted across the 2 photos
     # 320 channels at 7x7 instead of the 1280 of the head: one forward pass per channel
     "score_cam": {"layer": "_blocks.15"},
 }

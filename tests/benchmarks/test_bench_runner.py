@@ -206,3 +206,44 @@ def test_tf_keras_vis_scorecam_is_left_out_with_the_reason_when_it_cannot_fit(mo
     monkeypatch.setattr(peers, "_available_bytes", lambda: needed - 1)
     why = peers.tf_keras_vis_peer("scorecam", model, x, np.array([0, 1]), 2, {}, "features")
     assert isinstance(why, str) and "5 masked copies" in why and "Score-CAM" in why
+
+
+NATIVE = ("lrp_epsilon_plus_flat", "lrp_epsilon_gamma_box", "kernelshap128")
+
+
+def test_native_methods_against_zennit_and_captum_on_the_same_inputs(tmp_path, monkeypatch):
+    """LRP vs zennit and KernelSHAP vs Captum (same coalitions) on the tiny ResNet: timed
+    side by side, equal results, a table in RESULTS.md, kept by merge.py."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, os.path.join(BENCH, "run.py"), "--quick", "--repeats", "0",
+           "--threads", "1", "--only", "framework=torch", "method=" + ",".join(NATIVE),
+           "--out-dir", str(tmp_path), "--results-md", str(tmp_path / "RESULTS.md")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (path,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+    results = json.loads(path.read_text())
+    assert not results["cells"]
+    rows = {row["comparison"]: row for row in results["native_peers"]}
+    assert set(rows) == set(NATIVE)
+    for name, row in rows.items():
+        peer = "captum" if name.startswith("kernelshap") else "zennit"
+        assert row["status"] == "ok" and row["peer"] == peer, row["notes"]
+        assert set(row["implementations"]) == {"crosslens", peer}
+        assert row["ratios"][peer] > 0
+        # LRP: zennit with an exact batch-norm merge is crosslens' LRP (float32); zennit's
+        # own merge leaves x / sqrt(1 + eps) per batch norm. KernelSHAP: Captum's end-point
+        # weight of 1e6 instead of crosslens' exact efficiency constraint
+        assert row["agreement"] < (1e-4 if peer == "captum" else 1e-5), (name, row)
+        if peer == "zennit":
+            assert row["agreement_plain_merge"] > row["agreement"]
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Native methods against the library that defined them" in text
+    for name in NATIVE:
+        assert f"| {name} | resnet50-tiny | 1 |" in text
+
+    monkeypatch.syspath_prepend(BENCH)
+    import merge
+    failed = dict(rows["kernelshap128"], status="error", measured="later")
+    merged = merge.merge([results, {"date": "later", "native_peers": [failed]}])
+    assert {r["comparison"]: r["status"] for r in merged["native_peers"]} == dict.fromkeys(
+        NATIVE, "ok")  # a failed later run never replaces a measured comparison

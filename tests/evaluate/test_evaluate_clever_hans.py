@@ -65,6 +65,28 @@ def test_gradient_methods_put_most_positive_relevance_in_the_patch(result):
             assert result.score(fw, method).relevance_mass > max(0.75, 10 * chance)
 
 
+def test_native_relevance_and_shapley_methods_find_the_watermark(result):
+    """LRP, Deep Taylor and the coalition / expected-gradient methods point at the patch
+    on both frameworks and agree across them; feature permutation (a batch's global
+    importance) is skipped by default, with the reason, and runs when named."""
+    from crosslens.evaluate.clever_hans import attribution_methods
+    chance = result.data.mask.mean()
+    for method in ("lrp", "deep_taylor", "lime", "kernel_shap", "shapley_value_sampling",
+                   "gradient_shap"):
+        for fw in ("torch", "keras"):
+            score = result.score(fw, method)
+            assert score.status == "ok", score.note
+            assert score.relevance_mass > 5 * chance, (fw, method, score.relevance_mass)
+            assert score.pointing_game >= 0.75, (fw, method, score.pointing_game)
+        assert result.score("torch", method).relevance_mass == pytest.approx(
+            result.score("keras", method).relevance_mass, abs=0.02)
+    for fw in ("torch", "keras"):
+        skipped = result.score(fw, "feature_permutation")
+        assert skipped.status == "skipped" and "watermark" in skipped.note
+    assert attribution_methods("torch", ["feature_permutation"]) == [("feature_permutation",
+                                                                      "")]
+
+
 def test_every_registered_method_is_reported(result):
     import crosslens as cl
     names = [row["name"] for row in cl.methods()]

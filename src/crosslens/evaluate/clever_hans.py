@@ -37,6 +37,14 @@ def _grid_features(data: CleverHans) -> dict[str, Any]:
 #: Options a method needs and has no default for, derived from the data set.
 REQUIRED_OPTIONS = {"feature_ablation": _grid_features}
 
+#: Registered methods that do not localize evidence in one image, left out of the default
+#: set (they still run when named in ``methods``), with the reason shown in the table.
+NOT_PER_IMAGE = {
+    "feature_permutation": "global importance over the explained batch: every explained "
+                           "image carries the same watermark, so permuting it across them "
+                           "changes nothing (run it by name to see)",
+}
+
 
 @dataclass
 class MethodScore:
@@ -148,7 +156,8 @@ def attribution_methods(framework: str, methods: list[str] | None = None
                         ) -> list[tuple[str, str]]:
     """``(method, reason_to_skip)`` for the registry's methods (or ``methods``) on a framework.
 
-    ``reason_to_skip`` is ``""`` for methods to run.
+    ``reason_to_skip`` is ``""`` for methods to run. The default set (``methods=None``)
+    skips :data:`NOT_PER_IMAGE`.
     """
     from ..api import methods as registered
     from ..core.registry import get_method
@@ -160,6 +169,8 @@ def attribution_methods(framework: str, methods: list[str] | None = None
         row = table[name]
         if framework not in row["backends"]:
             out.append((name, f"needs {row['needs']}, which the {framework} backend lacks"))
+        elif methods is None and name in NOT_PER_IMAGE:
+            out.append((name, NOT_PER_IMAGE[name]))
         else:
             out.append((name, ""))
     return out
@@ -192,9 +203,11 @@ def clever_hans_benchmark(seed: int = 0, *, frameworks: list[str] | None = None,
     frameworks
         ``["torch", "keras"]`` by default (those installed).
     methods
-        Method names; default: every registered method the backend supports. Methods
-        that need a layer get the last convolutional block (``relu3``); their maps (layer
-        values for ``activations``) are summed over channels and upsampled.
+        Method names; default: every registered method the backend supports, except
+        those explaining a batch rather than an image (:data:`NOT_PER_IMAGE`, reported as
+        skipped). Methods that need a layer get the last convolutional block (``relu3``);
+        their maps (layer values for ``activations``) are summed over channels and
+        upsampled.
     source, n
         Passed to :func:`crosslens.datasets.clever_hans`.
     samples

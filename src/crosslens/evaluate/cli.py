@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="frameworks to train and explain (default: those installed)")
     parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help="methods to score (default: every registered attribution "
-                             "method the backend supports)")
+                             "method the backend supports, except feature_permutation, "
+                             "which explains the batch, not an image)")
     parser.add_argument("--source", choices=("digits", "synthetic"), default="digits",
                         help="image content: scikit-learn digits or synthetic bars")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, training, methods")
