@@ -170,3 +170,110 @@ def test_pairs_survive_small_passes_and_the_model_is_unchanged(zoo):
                                   memory_budget="60KB").attributions)
     np.testing.assert_allclose(small, whole, rtol=1e-12, atol=1e-16)
     assert_unchanged(model, before)
+
+
+# --- RevealCancel -------------------------------------------------------------------------
+
+def _reveal(da, z0, z1, lin, lin_t, w, g):
+    """Multipliers at a linear layer's input under RevealCancel for ReLU, from the
+    multipliers ``g`` at the ReLU's output."""
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    ap, an = np.maximum(da, 0), np.minimum(da, 0)
+    up, down = lin(ap, wp) + lin(an, wn), lin(ap, wn) + lin(an, wp)
+    f = ops.relu
+
+    def slope(dy, dz):
+        near = np.abs(dz) < 1e-10
+        return np.where(near, 0.0, dy / np.where(near, 1.0, dz))
+    m_up = slope(0.5 * (f(z0 + up) - f(z0)) + 0.5 * (f(z1) - f(z0 + down)), up)
+    m_down = slope(0.5 * (f(z0 + down) - f(z0)) + 0.5 * (f(z1) - f(z0 + up)), down)
+    pos, neg = (da > 0).astype(float), (da < 0).astype(float)
+    return (pos * (lin_t(g * m_up, wp) + lin_t(g * m_down, wn))
+            + neg * (lin_t(g * m_up, wn) + lin_t(g * m_down, wp))
+            + (1 - pos - neg) * lin_t(g * 0.5 * (m_up + m_down), w))
+
+
+def reveal_cancel_numpy(spec, x, base, target):
+    a, b = _run(spec, x), _run(spec, base)
+    w = spec.weights
+
+    def conv(u, k):
+        return ops.conv2d(u, k, None, pad=1)
+
+    def conv_t(g, k):
+        return ops.conv2d_backward_input(g, k, pad=1)
+    g = np.zeros_like(a["fc"])
+    g[np.arange(len(x)), target] = 1.0
+    g = ops.dense_backward_input(g, w["fc.weight"])
+    g = ops.gap_backward(a["relu2"].shape, g.reshape(g.shape[0], -1, 1, 1))
+    g = _reveal(a["pool"] - b["pool"], b["conv2"], a["conv2"], conv, conv_t, w["conv2.weight"], g)
+    g = ops.maxpool2x2_backward(a["_pool_idx"], g)
+    g = _reveal(x - base, b["conv1"], a["conv1"], conv, conv_t, w["conv1.weight"], g)
+    return g * (x - base)
+
+
+@pytest.mark.parametrize("flavor", ("torch", "keras", "keras_fused"))
+def test_reveal_cancel_equals_the_numpy_rules(zoo, flavor):
+    x = zoo.x(SMALL_CNN)
+    base = zoo.x(SMALL_CNN, seed=1) * 0.3
+    want = reveal_cancel_numpy(zoo.spec(SMALL_CNN), x, base, TARGET)
+    out = cl.explain(zoo.model(flavor, SMALL_CNN), zoo.to_model(flavor, x), "deeplift",
+                     target=TARGET, baseline=zoo.to_model(flavor, base), rule="reveal_cancel")
+    got = np.asarray(out.attributions)
+    got = zoo.nchw(got) if zoo.is_keras(flavor) else got
+    assert zoo.rel_err(got, want) < 1e-8
+    rescale = deeplift_numpy(zoo.spec(SMALL_CNN), x, base, TARGET)
+    assert zoo.rel_err(got, rescale) > 1e-3  # a different rule, not Rescale again
+
+
+def test_reveal_cancel_sums_to_delta_on_batch_normed_resnets_and_twins(zoo):
+    from reference.nets import SMALL_RESNET
+    x = zoo.x(SMALL_RESNET)
+    outs = []
+    for flavor in ("torch", "keras"):
+        out = cl.explain(zoo.model(flavor, SMALL_RESNET), zoo.to_model(flavor, x), "deeplift",
+                         target=TARGET, rule="reveal_cancel")
+        np.testing.assert_allclose(out.info["delta"], 0.0, atol=1e-12)
+        values = np.asarray(out.attributions)
+        outs.append(zoo.nchw(values) if flavor == "keras" else values)
+    assert zoo.rel_err(outs[1], outs[0]) < 1e-10
+    m, k = _twins()
+    xt, base = _data()
+    a = cl.explain(m, xt, "deeplift_shap", target=1, baselines=base, rule="reveal_cancel")
+    b = cl.explain(k, xt.transpose(0, 2, 3, 1), "deeplift_shap", target=1,
+                   baselines=base.transpose(0, 2, 3, 1), rule="reveal_cancel")
+    np.testing.assert_allclose(np.asarray(b.attributions).transpose(0, 3, 1, 2),
+                               np.asarray(a.attributions), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(a.info["delta"], 0.0, atol=1e-12)
+
+
+def test_reveal_cancel_reveals_what_rescale_cancels():
+    """relu(w1 x1 + w2 x2) with the sum negative: Rescale gives both inputs 0; RevealCancel
+    gives x1 w1 x1 / 2 and x2 the opposite (they cancel), as in the paper's example."""
+    import keras
+    import torch
+    w = np.array([[2.0, -3.0]])
+    torch_model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.ReLU()
+                                      ).double()
+    with torch.no_grad():
+        torch_model[0].weight.copy_(torch.from_numpy(w))
+    inp = keras.Input((2,), dtype="float64")
+    dense = keras.layers.Dense(1, activation="relu", use_bias=False, dtype="float64")
+    keras_model = keras.Model(inp, dense(inp))
+    dense.set_weights([w.T])
+    x = np.array([[1.0, 1.0], [0.5, 2.0]])
+    half = 0.5 * w[0, 0] * x[:, 0]
+    for model in (torch_model, keras_model):  # one output: class 1 scores +output
+        rescale = np.asarray(cl.explain(model, x, "deeplift", target=1).attributions)
+        np.testing.assert_allclose(rescale, 0.0, atol=1e-15)
+        reveal = np.asarray(cl.explain(model, x, "deeplift", target=1,
+                                       rule="reveal_cancel").attributions)
+        np.testing.assert_allclose(reveal, np.stack([half, -half], axis=1), rtol=1e-12)
+
+
+def test_reveal_cancel_without_activation_layers_is_an_error(zoo):
+    with pytest.raises(cl.CrosslensError, match="rule='rescale'"):
+        cl.explain(zoo.model("torch_functional", SMALL_CNN), zoo.x(SMALL_CNN), "deeplift",
+                   target=TARGET, rule="reveal_cancel")
+    with pytest.raises(cl.CrosslensError, match="DeepLIFT rule"):
+        cl.explain(zoo.model("torch", SMALL_CNN), zoo.x(SMALL_CNN), "deeplift", rule="nope")

@@ -126,6 +126,10 @@ class KerasOps(ArrayOps):
     def stop_gradient(self, array):
         return tf.stop_gradient(array)
 
+    def halves(self, array):
+        first, second = tf.split(array, 2)
+        return first, second
+
     def abs(self, array):
         return tf.abs(array)
 
@@ -746,11 +750,13 @@ def _fused_activation(layer: Any) -> Any:
 
 
 def _find_relevance_layers(backend: KerasBackend, x1: tf.Tensor) -> list:
-    """Leaf layers in execution order with their kinds; batch norms paired with the dense /
-    conv layer (with no activation of its own) whose output tensor they take."""
+    """Leaf layers in execution order with their kinds; a batch norm (of the output
+    channels) or activation layer that takes the output tensor of a dense / conv layer
+    with no activation of its own (through a batch norm merged into it, for an activation)
+    follows that layer."""
     order: list[str] = []
     produced: dict[int, tuple[Any, str]] = {}
-    merges: dict[str, str] = {}
+    follows: dict[str, str] = {}
     leaves = {n: layer for n, layer in backend._layers.items()
               if not getattr(layer, "layers", None)}
 
@@ -760,23 +766,25 @@ def _find_relevance_layers(backend: KerasBackend, x1: tf.Tensor) -> list:
             if name not in order:
                 order.append(name)
             first = args[0] if args else None
-            if isinstance(layer, keras.layers.BatchNormalization) and first is not None:
-                entry = produced.get(id(first))
-                if entry is not None and entry[0] is first and _merges(layer, leaves[entry[1]],
-                                                                       len(first.shape)):
-                    merges[name] = entry[1]
+            entry = produced.get(id(first)) if first is not None else None
+            kind = _relevance_kind(layer)
+            if entry is not None and entry[0] is first and (
+                    kind == relevance.ACTIVATION or (kind == relevance.BATCH_NORM and _merges(
+                        layer, leaves[entry[1]], len(first.shape)))):
+                follows[name] = entry[1]
             output = call(*args, **kwargs)
-            if _relevance_kind(layer) == relevance.LINEAR and _fused_activation(layer) is None:
-                produced[id(output)] = (output, name)
+            if (kind == relevance.LINEAR and _fused_activation(layer) is None) or (
+                    kind == relevance.BATCH_NORM and name in follows):
+                produced[id(output)] = (output, follows.get(name, name))
             return output
         return patched
 
     with _calls_patched(leaves, recording):  # one eager call
         backend._run(x1)
-    counts = {linear: list(merges.values()).count(linear) for linear in merges.values()}
-    return [relevance.LayerInfo(
-        name, _relevance_kind(leaves[name]), type(leaves[name]).__name__,
-        merges.get(name) if counts.get(merges.get(name)) == 1 else None) for name in order]
+    fused = [n for n, layer in leaves.items()
+             if _relevance_kind(layer) == relevance.LINEAR and _fused_activation(layer)]
+    return relevance.layer_infos(order, {n: (_relevance_kind(layer), type(layer).__name__)
+                                         for n, layer in leaves.items()}, follows, fused)
 
 
 def _merges(norm: Any, linear: Any, rank: int) -> bool:
@@ -891,8 +899,55 @@ def _rescale_override(backend: KerasBackend, rule: Rule):
                                         for op in _ELEMENTWISE_OPS})
 
 
+def _reveal_cancel_call(name: str, layer: Any, call: Any, activation: Any, ops: ArrayOps,
+                        norm: Any):
+    """A paired or fused-activation dense / conv layer's call under RevealCancel, or (with
+    ``activation`` None) a paired activation layer passing the gradient, or a merged batch
+    norm (``layer`` is one) as the identity."""
+    def patched(*args, **kwargs):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return args[0]
+        if _relevance_kind(layer) != relevance.LINEAR:
+            return relevance.passed_through(ops, args[0], call(*args, **kwargs))
+        fused = _fused_activation(layer)
+        out = relevance.reveal_cancel_output(_KerasLayerCall(layer, call, args[0], norm),
+                                             fused or activation, ops)
+        return out if fused is None else relevance.passed_through(ops, out, fused(out))
+    return patched
+
+
+@contextmanager
+def _reveal_cancel_rules(backend: KerasBackend, rules: relevance.RevealCancelRules):
+    """DeepLIFT RevealCancel while tracing: paired dense / conv layers and those with a
+    fused activation replaced by the rule's output (batch norms merged), their activation
+    layers passing the gradient; every other nonlinearity op gets the rescale gradient."""
+    norms = {linear: backend._layers[bn] for linear, bn in rules.merges}
+    activations = {linear: backend._layers[act] for linear, act in rules.pairs}
+    chosen = dict(activations)
+    chosen.update({name: None for name, layer in backend._layers.items()
+                   if _relevance_kind(layer) == relevance.LINEAR
+                   and _fused_activation(layer) is not None})
+    wrapped = {**{n: backend._layers[n] for n in chosen},
+               **{act: backend._layers[act] for _, act in rules.pairs},
+               **{bn: backend._layers[bn] for _, bn in rules.merges}}
+
+    def wrap(name, call):
+        act = activations.get(name)
+        return _reveal_cancel_call(name, wrapped[name], call,
+                                   None if act is None else _original_call(act),
+                                   backend.ops, norms.get(name))
+    with _calls_patched(wrapped, wrap), _rescale_override(backend, RESCALE):
+        yield
+
+
+def _original_call(layer: Any) -> Any:
+    """The layer's class ``call`` bound to it (its own call, unpatched)."""
+    return type(layer).call.__get__(layer)
+
+
 # The backward rules this backend applies (crosslens.core.rules), and how.
 for _rule in (GUIDED, DECONV):
     KerasBackend.register_rule(_rule, _relu_override)
 KerasBackend.register_rule(RESCALE, _rescale_override)
+KerasBackend.register_rule(relevance.REVEAL_CANCEL, _reveal_cancel_rules)
 KerasBackend.register_rule(relevance.LRP, _relevance_rules)

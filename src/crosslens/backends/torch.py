@@ -100,6 +100,10 @@ class TorchOps(ArrayOps):
     def stop_gradient(self, array):
         return array.detach()
 
+    def halves(self, array):
+        first, second = array.chunk(2)
+        return first, second
+
     def abs(self, array):
         return array.abs()
 
@@ -941,38 +945,84 @@ def _relevance_rules(backend: TorchBackend, rules: relevance.RelevanceRules) -> 
             handle.remove()
 
 
+def _reveal_cancel_hook(activation: torch.nn.Module, ops: ArrayOps,
+                        norm: torch.nn.Module | None):
+    def hook(module, inputs, output):
+        call = _TorchLayerCall(module, inputs[0], output, norm)
+        return relevance.reveal_cancel_output(call, activation.forward, ops)
+    return hook
+
+
+def _pass_hook(ops: ArrayOps):
+    def hook(module, inputs, output):
+        return relevance.passed_through(ops, inputs[0], output)
+    return hook
+
+
+def _identity_hook(module, inputs, output):
+    return inputs[0]
+
+
+@contextmanager
+def _reveal_cancel_rules(backend: TorchBackend, rules: relevance.RevealCancelRules
+                         ) -> Iterator[None]:
+    """DeepLIFT RevealCancel for one pass on ``[inputs; baselines]``: each paired linear
+    module's output replaced by the rule's (forward hooks, batch norms merged), its
+    activation passing the gradient; every other nonlinearity rescaled."""
+    norms = {linear: backend._modules[bn] for linear, bn in rules.merges}
+    handles = []
+    try:
+        for linear, activation in rules.pairs:
+            act = backend._modules[activation]
+            handles.append(backend._modules[linear].register_forward_hook(
+                _reveal_cancel_hook(act, backend.ops, norms.get(linear))))
+            handles.append(act.register_forward_hook(_pass_hook(backend.ops)))
+        for _, bn in rules.merges:
+            handles.append(backend._modules[bn].register_forward_hook(_identity_hook))
+        with backend._rescale_rule(RESCALE):
+            yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
-    """Leaf modules in execution order with their kinds, batch norms paired with the linear
-    layer whose output they take (the same tensor, not modified since)."""
+    """Leaf modules in execution order with their kinds; a batch norm or activation that
+    takes a linear layer's output (the same tensor, not modified since; through a batch
+    norm merged into it, for an activation) follows that layer."""
     order: list[str] = []
     produced: dict[int, tuple[torch.Tensor, int, str]] = {}
-    merges: dict[str, str] = {}
+    follows: dict[str, str] = {}
+    kinds = {relevance.BATCH_NORM, relevance.ACTIVATION}
+
+    def before(name):
+        def hook(module, inputs):
+            if _relevance_kind(module) in kinds and inputs and torch.is_tensor(inputs[0]):
+                entry = produced.get(id(inputs[0]))
+                if entry is not None and entry[0] is inputs[0] and entry[1] == inputs[0]._version:
+                    follows[name] = entry[2]
+        return hook
 
     def after(name):
         def hook(module, inputs, output):
             if name not in order:
                 order.append(name)
-            if isinstance(module, _LINEAR) and torch.is_tensor(output):
-                produced[id(output)] = (output, output._version, name)
-            if isinstance(module, _BATCH_NORMS) and inputs and torch.is_tensor(inputs[0]):
-                entry = produced.get(id(inputs[0]))
-                if entry is not None and entry[0] is inputs[0] and entry[1] == inputs[0]._version:
-                    merges[name] = entry[2]
+            if torch.is_tensor(output) and (isinstance(module, _LINEAR) or (
+                    isinstance(module, _BATCH_NORMS) and name in follows)):
+                produced[id(output)] = (output, output._version, follows.get(name, name))
         return hook
 
     leaves = {n: m for n, m in backend._modules.items() if not any(True for _ in m.children())}
-    handles = [m.register_forward_hook(after(n)) for n, m in leaves.items()]
+    handles = [m.register_forward_pre_hook(before(n)) for n, m in leaves.items()]
+    handles += [m.register_forward_hook(after(n)) for n, m in leaves.items()]
     try:
         with torch.no_grad():
             backend._run(x1)
     finally:
         for handle in handles:
             handle.remove()
-    # a linear layer feeding one batch norm only is merged (each runs once)
-    counts = {linear: list(merges.values()).count(linear) for linear in merges.values()}
-    return [relevance.LayerInfo(
-        name, _relevance_kind(leaves[name]), type(leaves[name]).__name__,
-        merges.get(name) if counts.get(merges.get(name)) == 1 else None) for name in order]
+    return relevance.layer_infos(order, {n: (_relevance_kind(m), type(m).__name__)
+                                for n, m in leaves.items()}, follows)
 
 
 # The backward rules this backend applies (crosslens.core.rules), and how.
@@ -980,3 +1030,4 @@ for _rule in (GUIDED, DECONV):
     TorchBackend.register_rule(_rule, TorchBackend._relu_rule)
 TorchBackend.register_rule(relevance.LRP, _relevance_rules)
 TorchBackend.register_rule(RESCALE, TorchBackend._rescale_rule)
+TorchBackend.register_rule(relevance.REVEAL_CANCEL, _reveal_cancel_rules)

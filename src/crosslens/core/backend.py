@@ -83,6 +83,9 @@ class ArrayOps(abc.ABC):
     def stop_gradient(self, array: Native) -> Native:
         """The same values, with no gradient flowing back through them."""
     @abc.abstractmethod
+    def halves(self, array: Native) -> tuple[Native, Native]:
+        """The first and second half of a batch (of even, possibly symbolic, size)."""
+    @abc.abstractmethod
     def abs(self, array: Native) -> Native: ...
     @abc.abstractmethod
     def sqrt(self, array: Native) -> Native: ...

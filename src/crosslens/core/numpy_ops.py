@@ -42,6 +42,10 @@ class NumpyOps(ArrayOps):
     def stop_gradient(self, array):
         return array
 
+    def halves(self, array):
+        first, second = np.split(array, 2)
+        return first, second
+
     def abs(self, array):
         return np.abs(array)
 

@@ -292,6 +292,56 @@ def split_sum(ops: Any, parts: Sequence[Native], total: Native, epsilon: float) 
     return out
 
 
+def _slope(ops: Any, dy: Native, dx: Native, eps: float) -> Native:
+    near = ops.abs(dx) < eps
+    return ops.where(near, ops.zeros_like(dx), dy / ops.where(near, ops.zeros_like(dx) + 1.0,
+                                                              dx))
+
+
+def reveal_cancel_output(call: LayerCall, activation: Callable[[Native], Native], ops: Any,
+                         eps: float = 1e-10) -> Native:
+    """DeepLIFT's RevealCancel rule (Shrikumar et al. 2017, section 3.5.3) for a dense or
+    convolution layer followed by the elementwise ``activation``, on a batch
+    ``[inputs; baselines]``: the layer's output in value, with, in the inputs' half, the
+    gradient that sends positive contributions ``w_i Δa_i > 0`` through
+    ``m+ = Δy+ / Δz+`` and negative ones through ``m- = Δy- / Δz-``, where
+
+        Δy+ = (f(z0 + Δz+) - f(z0)) / 2 + (f(z) - f(z0 + Δz-)) / 2,
+        Δy- = (f(z0 + Δz-) - f(z0)) / 2 + (f(z) - f(z0 + Δz+)) / 2,
+
+    so that ``m+ Δz+ + m- Δz- = f(z) - f(z0)`` exactly. The activation itself must pass
+    the gradient unchanged (:func:`passed_through`). Inputs with ``Δa_i = 0`` get the mean
+    multiplier."""
+    sg = ops.stop_gradient
+    a1, a0 = ops.halves(sg(call.inputs))
+    z1, z0 = ops.halves(sg(call.output))
+    da = a1 - a0
+    w_up, w_down = _positive(ops, call.weight), _negative(ops, call.weight)
+    rising, falling = _positive(ops, da), _negative(ops, da)
+
+    def lin(u: Native, w: Native) -> Native:
+        return call.linear(u, w, None)
+
+    def f(v: Native) -> Native:
+        return sg(activation(v))
+
+    up = sg(lin(rising, w_up) + lin(falling, w_down))      # Δz+
+    down = sg(lin(rising, w_down) + lin(falling, w_up))    # Δz-
+    y0, y1 = f(z0), f(z1)
+    m_up = _slope(ops, 0.5 * (f(z0 + up) - y0) + 0.5 * (y1 - f(z0 + down)), up, eps)
+    m_down = _slope(ops, 0.5 * (f(z0 + down) - y0) + 0.5 * (y1 - f(z0 + up)), down, eps)
+    first_inputs, _ = ops.halves(call.inputs)
+    carrier = _zero_with_gradient(ops, first_inputs)
+    zero = ops.zeros_like(da)
+    is_up = ops.where(da > 0, zero + 1.0, zero)
+    is_down = ops.where(da < 0, zero + 1.0, zero)
+    still = 1.0 - is_up - is_down
+    moved = ((lin(carrier * is_up, w_up) + lin(carrier * is_down, w_down)) * sg(m_up)
+             + (lin(carrier * is_up, w_down) + lin(carrier * is_down, w_up)) * sg(m_down)
+             + lin(carrier * still, call.weight) * sg(0.5 * (m_up + m_down)))
+    return ops.concat([z1 + moved, z0])
+
+
 # --- composites ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -301,7 +351,29 @@ class LayerInfo:
     name: str
     kind: str | None  # one of KINDS; None: no rule applies (an error unless mapped)
     type: str         # the framework's class name ("Conv2d", "Dense")
-    merges_into: str | None = None  # batch norms: the linear layer they are merged into
+    #: the dense / conv layer whose output this batch norm or activation takes directly
+    #: (through a batch norm merged into it, for an activation): merges and pairings
+    follows: str | None = None
+    fused: bool = False  # a dense / conv layer with a nonlinear activation of its own
+
+
+def layer_infos(order: Sequence[str], kinds: Mapping[str, tuple[str | None, str]],
+                follows: Mapping[str, str], fused: Sequence[str] = ()) -> list[LayerInfo]:
+    """:class:`LayerInfo` of the layers in ``order`` (name -> (kind, type name)), keeping
+    a ``follows`` pairing only where the linear layer feeds one batch norm and one
+    activation (each layer running once): anything else reads its plain output.
+    ``fused``: linear layers with a nonlinear activation of their own."""
+    def count(kind: str, linear: str) -> int:
+        return sum(1 for name, of in follows.items() if of == linear and kinds[name][0] == kind)
+    infos = []
+    for name in order:
+        kind, type_name = kinds[name]
+        of = follows.get(name)
+        if of is not None and (kind not in (BATCH_NORM, ACTIVATION) or count(kind, of) != 1
+                               or order.count(of) != 1):
+            of = None
+        infos.append(LayerInfo(name, kind, type_name, of, name in fused))
+    return infos
 
 
 @dataclass(frozen=True)
@@ -376,6 +448,33 @@ class RelevanceRules(Rule):
         return dict(self.assignments).get(layer)
 
 
+@dataclass(frozen=True)
+class RevealCancelRules(Rule):
+    """DeepLIFT's RevealCancel resolved for one model: the (linear layer, activation)
+    pairs it applies to (a backend adds dense / conv layers with a fused activation of
+    their own), and batch norms merged into those linear layers; every other
+    nonlinearity gets the rescale rule."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    merges: tuple[tuple[str, str], ...] = ()
+
+
+REVEAL_CANCEL = register_rule(Rule(
+    "reveal_cancel", "DeepLIFT RevealCancel: positive and negative contributions to each "
+    "dense / conv unit through separate multipliers of the activation after it",
+    ("Linear", "Conv", "Dense", "activations"), "Shrikumar et al. 2017, section 3.5.3"))
+
+
+def reveal_cancel_rules(layers: Sequence[LayerInfo]) -> RevealCancelRules:
+    """The pairs and merges of :class:`RevealCancelRules` from a backend's layers."""
+    pairs = tuple((i.follows, i.name) for i in layers if i.kind == ACTIVATION and i.follows)
+    paired = {linear for linear, _ in pairs}
+    merges = tuple((i.follows, i.name) for i in layers
+                   if i.kind == BATCH_NORM and i.follows in paired)
+    return RevealCancelRules(REVEAL_CANCEL.name, REVEAL_CANCEL.summary, REVEAL_CANCEL.layers,
+                             REVEAL_CANCEL.reference, pairs=pairs, merges=merges)
+
+
 LRP = register_rule(Rule(
     "lrp", "relevance propagated layer by layer by each layer's LRP rule",
     ("Linear", "Conv", "Dense", "BatchNorm", "AvgPool", "Add", "activations"),
@@ -404,7 +503,7 @@ def resolve(layers: Sequence[LayerInfo], chosen: Composite,
             rule = chosen.sum
         elif info.kind == ACTIVATION:
             rule = PASS
-        elif info.kind == BATCH_NORM and info.merges_into:
+        elif info.kind == BATCH_NORM and info.follows:
             rule = MERGED
         elif info.kind == ROUTING:
             rule = GRADIENT
@@ -435,7 +534,7 @@ def resolve(layers: Sequence[LayerInfo], chosen: Composite,
         raise OptionError(unknown_name_message(
             "layer (or layer type) in rules=", sorted(unknown)[0],
             [i.name for i in layers] + sorted({i.type for i in layers})))
-    merges = tuple((i.merges_into, i.name) for i in layers
+    merges = tuple((i.follows, i.name) for i in layers
                    if dict(assignments).get(i.name) == MERGED)
     return RelevanceRules(LRP.name, LRP.summary, LRP.layers, LRP.reference,
                           assignments=tuple(assignments), merges=merges, sum=chosen.sum)
