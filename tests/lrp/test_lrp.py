@@ -235,3 +235,54 @@ def test_errors_are_crosslens_errors_for_unsupported_models():
     scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2)))
     with pytest.raises(CrosslensError, match="TorchScript"):
         cl.explain(scripted, np.ones((1, 3), np.float32), "lrp", target=0)
+
+
+def _same_padding_net():
+    """EfficientNet-style: convolutions with a "same"-padding submodule and their own
+    forward, batch norms, ReLU6, a residual addition."""
+    import torch
+
+    class SameConv(torch.nn.Conv2d):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, padding=0, **kwargs)
+            self.static_padding = torch.nn.ZeroPad2d(1)
+
+        def forward(self, x):
+            return torch.nn.functional.conv2d(self.static_padding(x), self.weight, self.bias,
+                                              self.stride, 0, self.dilation, self.groups)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.bn0 = SameConv(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4)
+            self.dw, self.bn1 = SameConv(4, 4, 3, groups=4, bias=False), torch.nn.BatchNorm2d(4)
+            self.act0, self.act1 = torch.nn.ReLU6(), torch.nn.ReLU6()
+            self.pool, self.fc = torch.nn.AdaptiveAvgPool2d(1), torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.act0(self.bn0(self.stem(x)))
+            h = self.act1(self.bn1(self.dw(h))) + h
+            return self.fc(self.pool(h).flatten(1))
+
+    torch.manual_seed(3)
+    net = Net().double().eval()
+    with torch.no_grad():
+        for bn in (net.bn0, net.bn1):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 3.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    return net
+
+
+@pytest.mark.parametrize("composite", sorted(set(COMPOSITES) - {"deep_taylor"}))
+def test_convolutions_with_their_own_forward_equal_zennit(composite):
+    model = _same_padding_net()
+    x = np.random.default_rng(0).uniform(-2, 8, (2, 3, 8, 8))  # ReLU6 saturates
+    before = fingerprint(model)
+    ours = cl.explain(model, x, "lrp", target=[0, 2], composite=composite).attributions
+    theirs = cl.explain(model, x, "lrp", target=[0, 2], composite=composite,
+                        implementation="zennit").attributions
+    assert_unchanged(model, before)
+    scale = np.abs(np.asarray(theirs)).max()
+    assert np.abs(np.asarray(ours) - np.asarray(theirs)).max() < 1e-10 * scale

@@ -831,7 +831,8 @@ class _KerasLayerCall:
         return out + bias
 
 
-def _relevance_call(name: str, layer: Any, call: Any, rule: Any, ops: ArrayOps, norm: Any):
+def _relevance_call(name: str, layer: Any, call: Any, rule: Any, ops: ArrayOps, norm: Any,
+                    fused_rule: str):
     def patched(*args, **kwargs):
         if rule == relevance.MERGED:
             return args[0]
@@ -842,7 +843,11 @@ def _relevance_call(name: str, layer: Any, call: Any, rule: Any, ops: ArrayOps, 
             return relevance.split_sum(ops, parts, call(*args, **kwargs), rule.epsilon)
         out = relevance.relevance_output(rule, _KerasLayerCall(layer, call, args[0], norm), ops)
         activation = _fused_activation(layer)
-        return out if activation is None else relevance.passed_through(ops, out, activation(out))
+        if activation is None:
+            return out
+        if fused_rule == relevance.GRADIENT:
+            return activation(out)
+        return relevance.passed_through(ops, out, activation(out))
     return patched
 
 
@@ -855,7 +860,7 @@ def _relevance_rules(backend: KerasBackend, rules: relevance.RelevanceRules):
     return _calls_patched(
         {name: backend._layers[name] for name in assigned},
         lambda name, call: _relevance_call(name, backend._layers[name], call, assigned[name],
-                                           backend.ops, norms.get(name)))
+                                           backend.ops, norms.get(name), rules.activation))
 
 
 # --- DeepLIFT's rescale rule ---------------------------------------------------------------

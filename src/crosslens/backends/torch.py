@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import functools
 import inspect
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.stateless import _reparametrize_module
 from torch.overrides import TorchFunctionMode
 
 from ..core.arrays import as_like, framework_of_array
@@ -859,10 +861,73 @@ class ResidualAdditions(TorchFunctionMode):
         raise NotImplementedError
 
 
+# dense / conv classes whose forward is the plain linear map (others, e.g. a conv with
+# static "same" padding, run their own forward with the rule's parameters swapped in)
+_PLAIN_FORWARD = {torch.nn.Linear.forward, torch.nn.Conv1d.forward, torch.nn.Conv2d.forward,
+                  torch.nn.Conv3d.forward}
+
+
+def _affine(norm: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch norm in eval mode as ``x * scale + shift`` per channel."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = norm.weight * scale
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _channels(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    return values.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+class _TorchLayerCall:
+    """One call of a dense / conv module (or an average pool) for a rule: its input, its
+    parameters with the batch norm after it merged in, its output, and the same call
+    with other parameters."""
+
+    channel_axis = 1
+
+    def __init__(self, module: torch.nn.Module, x: torch.Tensor, output: torch.Tensor,
+                 norm: torch.nn.Module | None) -> None:
+        self.module, self.inputs = module, x
+        self.weight = self.bias = None
+        if isinstance(module, _LINEAR):
+            self.weight, self.bias = module.weight, module.bias
+            if norm is not None:  # exactly: w * s, (b - mean) * s + beta
+                scale, shift = _affine(norm)
+                self.weight = self.weight * scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+                self.bias = shift if self.bias is None else self.bias * scale + shift
+                output = output * _channels(scale, output.ndim) + _channels(shift, output.ndim)
+        self.output = output
+
+    def linear(self, x, weight, bias):
+        module = self.module
+        if weight is None:
+            return module.forward(x)  # an average pool
+        if type(module).forward in _PLAIN_FORWARD:
+            if isinstance(module, torch.nn.Linear):
+                return F.linear(x, weight, bias)
+            return module._conv_forward(x, weight, bias)
+        # its own forward (the map is linear: the bias is added after)
+        swapped = {"weight": weight}
+        if module.bias is not None:
+            swapped["bias"] = torch.zeros_like(module.bias)
+        with _reparametrize_module(module, swapped):
+            out = module.forward(x)
+        return out if bias is None else out + _channels(bias, out.ndim)
+
+
 class _SplitSums(ResidualAdditions):
-    def __init__(self, rule: relevance.LayerRule, ops: ArrayOps) -> None:
+    """Residual additions split by the sum rule; ``paused`` while a rule computes."""
+
+    def __init__(self, rule: relevance.LayerRule | None, ops: ArrayOps) -> None:
         super().__init__()
         self.rule, self.ops = rule, ops
+
+    def _routes(self, args, kwargs):
+        return self.rule is not None and super()._routes(args, kwargs)
 
     def _sum(self, a, b):
         self.paused = True
@@ -873,71 +938,40 @@ class _SplitSums(ResidualAdditions):
             self.paused = False
 
 
-class _TorchLayerCall:
-    """One call of a linear module (or an average pool) for a relevance rule, with the
-    batch norm after it merged in (exactly: ``w * s``, ``(b - mean) * s + beta``)."""
-
-    def __init__(self, module: torch.nn.Module, x: torch.Tensor, output: torch.Tensor,
-                 norm: torch.nn.Module | None) -> None:
-        self.module, self.inputs = module, x
-        self.weight = getattr(module, "weight", None) if isinstance(module, _LINEAR) else None
-        self.bias = getattr(module, "bias", None) if isinstance(module, _LINEAR) else None
-        self.channel_axis = 1
-        if norm is not None:
-            scale = torch.rsqrt(norm.running_var + norm.eps)
-            if norm.weight is not None:
-                scale = norm.weight * scale
-            shift = -norm.running_mean * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias
-            self.bias = shift if self.bias is None else self.bias * scale + shift
-            self.weight = self.weight * scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
-            output = self.linear(x, self.weight, self.bias)
-        self.output = output
-
-    def linear(self, x, weight, bias):
-        if isinstance(self.module, torch.nn.Linear):
-            return F.linear(x, weight, bias)
-        if isinstance(self.module, _LINEAR):
-            return self.module._conv_forward(x, weight, bias)
-        return self.module.forward(x)  # an average pool
-
-
-def _relevance_hook(rule: Any, ops: ArrayOps, norm: torch.nn.Module | None, mode: _SplitSums):
+def _rule_hook(apply: Any, norm: torch.nn.Module | None, mode: _SplitSums):
+    """Forward hook: ``apply(call)`` replaces the module's output (the mode paused)."""
     def hook(module, inputs, output):
         if not inputs or not torch.is_tensor(inputs[0]) or not torch.is_tensor(output):
             raise UnsupportedError(f"LRP: {type(module).__name__} takes or gives something "
                                    "other than one tensor; give it rule 'gradient'")
         mode.paused = True
         try:
-            if rule == relevance.PASS:
-                return relevance.passed_through(ops, inputs[0], output)
-            if rule == relevance.MERGED:
-                return inputs[0]
-            return relevance.relevance_output(rule, _TorchLayerCall(module, inputs[0], output,
-                                                                    norm), ops)
+            return apply(_TorchLayerCall(module, inputs[0], output, norm))
         finally:
             mode.paused = False
     return hook
 
 
+def _pass(ops: ArrayOps):
+    def apply(call):
+        return relevance.passed_through(ops, call.inputs, call.output)
+    return apply
+
+
+def _identity(call):
+    return call.inputs
+
+
 @contextmanager
-def _relevance_rules(backend: TorchBackend, rules: relevance.RelevanceRules) -> Iterator[None]:
-    """Relevance propagation for one pass: each assigned module's output replaced by its
-    rule's (forward hooks), batch norms merged into the layer before them, residual
-    additions split (a function mode); all removed afterwards."""
+def _applied(backend: TorchBackend, mode: _SplitSums, hooks: dict[str, Any]) -> Iterator[None]:
+    """``mode`` and the forward ``hooks`` (by module name) for one pass, removed after."""
     if backend.is_script:
-        raise UnsupportedError("LRP needs forward hooks, which TorchScript modules do not "
-                               "support. Load the eager nn.Module")
-    norms = {linear: backend._modules[bn] for linear, bn in rules.merges}
-    mode = _SplitSums(rules.sum, backend.ops)
+        raise UnsupportedError("LRP and DeepLIFT's RevealCancel need forward hooks, which "
+                               "TorchScript modules do not support. Load the eager nn.Module")
     handles = []
     try:
-        for name, rule in rules.assignments:
-            if rule == relevance.GRADIENT:
-                continue
-            handles.append(backend._modules[name].register_forward_hook(
-                _relevance_hook(rule, backend.ops, norms.get(name), mode)))
+        for name, hook in hooks.items():
+            handles.append(backend._modules[name].register_forward_hook(hook))
         with mode:
             yield
     finally:
@@ -945,45 +979,41 @@ def _relevance_rules(backend: TorchBackend, rules: relevance.RelevanceRules) -> 
             handle.remove()
 
 
-def _reveal_cancel_hook(activation: torch.nn.Module, ops: ArrayOps,
-                        norm: torch.nn.Module | None):
-    def hook(module, inputs, output):
-        call = _TorchLayerCall(module, inputs[0], output, norm)
-        return relevance.reveal_cancel_output(call, activation.forward, ops)
-    return hook
-
-
-def _pass_hook(ops: ArrayOps):
-    def hook(module, inputs, output):
-        return relevance.passed_through(ops, inputs[0], output)
-    return hook
-
-
-def _identity_hook(module, inputs, output):
-    return inputs[0]
+def _relevance_rules(backend: TorchBackend, rules: relevance.RelevanceRules):
+    """Relevance propagation for one pass: each assigned module's output replaced by its
+    rule's (forward hooks; modules with children of their own too), batch norms merged
+    into the layer before them, residual additions split (a function mode)."""
+    norms = {linear: backend._modules[bn] for linear, bn in rules.merges}
+    mode, ops = _SplitSums(rules.sum, backend.ops), backend.ops
+    hooks = {}
+    for name, rule in rules.assignments:
+        if rule == relevance.GRADIENT:
+            continue
+        apply = _identity if rule == relevance.MERGED else _pass(ops) \
+            if rule == relevance.PASS else functools.partial(relevance.relevance_output, rule,
+                                                              ops=ops)
+        hooks[name] = _rule_hook(apply, norms.get(name), mode)
+    return _applied(backend, mode, hooks)
 
 
 @contextmanager
 def _reveal_cancel_rules(backend: TorchBackend, rules: relevance.RevealCancelRules
                          ) -> Iterator[None]:
-    """DeepLIFT RevealCancel for one pass on ``[inputs; baselines]``: each paired linear
-    module's output replaced by the rule's (forward hooks, batch norms merged), its
-    activation passing the gradient; every other nonlinearity rescaled."""
+    """DeepLIFT RevealCancel for one pass on ``[inputs; baselines]``: each paired dense /
+    conv module's output replaced by the rule's (batch norms merged), its activation
+    passing the gradient; every other nonlinearity rescaled."""
     norms = {linear: backend._modules[bn] for linear, bn in rules.merges}
-    handles = []
-    try:
-        for linear, activation in rules.pairs:
-            act = backend._modules[activation]
-            handles.append(backend._modules[linear].register_forward_hook(
-                _reveal_cancel_hook(act, backend.ops, norms.get(linear))))
-            handles.append(act.register_forward_hook(_pass_hook(backend.ops)))
-        for _, bn in rules.merges:
-            handles.append(backend._modules[bn].register_forward_hook(_identity_hook))
-        with backend._rescale_rule(RESCALE):
-            yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    mode, ops = _SplitSums(None, backend.ops), backend.ops
+    hooks = {}
+    for linear, activation in rules.pairs:
+        apply = functools.partial(relevance.reveal_cancel_output,
+                                  activation=backend._modules[activation].forward, ops=ops)
+        hooks[linear] = _rule_hook(apply, norms.get(linear), mode)
+        hooks[activation] = _rule_hook(_pass(ops), None, mode)
+    for _, bn in rules.merges:
+        hooks[bn] = _rule_hook(_identity, None, mode)
+    with _applied(backend, mode, hooks), backend._rescale_rule(RESCALE):
+        yield
 
 
 def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
@@ -1012,7 +1042,11 @@ def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
                 produced[id(output)] = (output, output._version, follows.get(name, name))
         return hook
 
-    leaves = {n: m for n, m in backend._modules.items() if not any(True for _ in m.children())}
+    # leaves, and layers of a known kind with children of their own (a conv with a
+    # "same"-padding submodule)
+    known = (relevance.LINEAR, relevance.BATCH_NORM, relevance.AVERAGE, relevance.ACTIVATION)
+    leaves = {n: m for n, m in backend._modules.items()
+              if not any(True for _ in m.children()) or _relevance_kind(m) in known}
     handles = [m.register_forward_pre_hook(before(n)) for n, m in leaves.items()]
     handles += [m.register_forward_hook(after(n)) for n, m in leaves.items()]
     try:

@@ -247,13 +247,15 @@ def _modified_param(ops: Any, kind: str, p: Native, gamma: float) -> Native:
 def relevance_output(rule: LayerRule, call: LayerCall, ops: Any) -> Native:
     """The layer's output for the relevance pass: the value of ``call.output``, with the
     rule's redistribution as its gradient w.r.t. ``call.inputs`` (see the module
-    docstring)."""
-    x, z = call.inputs, call.output
-    x_value = ops.stop_gradient(x)
-    carrier = _zero_with_gradient(ops, x)  # 0 in value, identity in gradient
-    out = ops.stop_gradient(z)
+    docstring). One evaluation of the layer's linear map per term: its input
+    ``m + (x - sg(x)) * m`` has the value ``m`` and the gradient ``m`` (elementwise), so
+    the same evaluation gives the term's denominator and its backward pass."""
+    sg = ops.stop_gradient
+    x_value = sg(call.inputs)
+    carrier = _zero_with_gradient(ops, call.inputs)  # 0 in value, identity in gradient
+    out = sg(call.output)
     for group in rule.groups:
-        plain = []  # (term, modified input value, modified weight, modified bias)
+        moved = []  # (sign, zero-valued term carrying m_k(x) * J_k^T)
         denominator = None
         for term in group.terms:
             m = _modified_inputs(ops, term.inputs, x_value, rule, call.channel_axis)
@@ -261,19 +263,19 @@ def relevance_output(rule: LayerRule, call: LayerCall, ops: Any) -> Native:
                                                                  rule.gamma)
             b = None if call.bias is None or not term.bias else _modified_param(
                 ops, term.params, call.bias, rule.gamma)
-            z_k = ops.stop_gradient(call.linear(m, w, b))
-            denominator = term.sign * z_k if denominator is None else denominator + term.sign * z_k
-            plain.append((term, m, w, b))
+            z_k = call.linear(m + carrier * m, w, b)
+            value = sg(z_k)
+            denominator = term.sign * value if denominator is None \
+                else denominator + term.sign * value
+            moved.append((term.sign, z_k - value))
         scale = group.coefficient / _stabilized(ops, denominator, rule.epsilon)
         if group.gate is not None:
-            plain_z = ops.stop_gradient(z)
+            plain_z = sg(call.output)
             keep = plain_z > 0 if group.gate == "positive" else plain_z < 0
             scale = ops.where(keep, scale, ops.zeros_like(scale))
-        scale = ops.stop_gradient(scale)
-        for term, m, w, _ in plain:
-            # gradient m_k(x) * J_k^T(.) w.r.t. x; no bias: it carries no gradient
-            moved = call.linear(carrier * m, w, None)
-            out = out + (term.sign * moved) * scale
+        scale = sg(scale)
+        for sign, term_moved in moved:
+            out = out + (sign * term_moved) * scale
     return out
 
 
@@ -388,6 +390,8 @@ class Composite:
     first: LayerRule | None = None
     sum: LayerRule = field(default_factory=sum_rule)
     first_conv_only: bool = False  # z^B goes to the first convolution (zennit's choice)
+    activation: str = PASS  # GRADIENT: activations keep their derivative (zennit's choice
+    #                         for excitation backprop; equal to PASS for ReLU)
 
 
 def _composites(epsilon: float, stabilizer: float, gamma: float, low: Any, high: Any
@@ -402,7 +406,8 @@ def _composites(epsilon: float, stabilizer: float, gamma: float, low: Any, high:
         "epsilon_alpha2_beta1_flat": Composite("epsilon_alpha2_beta1_flat", eps, ab, flat, norm),
         "epsilon_gamma_box": Composite("epsilon_gamma_box", eps, gamma_rule(gamma, stabilizer),
                                        zbox_rule(low, high, stabilizer), norm, True),
-        "excitation_backprop": Composite("excitation_backprop", plus, plus, None, norm),
+        "excitation_backprop": Composite("excitation_backprop", plus, plus, None, norm,
+                                         activation=GRADIENT),
         "deep_taylor": Composite("deep_taylor", plus, plus, zbox_rule(low, high, stabilizer),
                                  norm),
         "epsilon": Composite("epsilon", eps, eps, None, norm),
@@ -443,6 +448,7 @@ class RelevanceRules(Rule):
     assignments: tuple[tuple[str, LayerRule | str], ...] = ()
     merges: tuple[tuple[str, str], ...] = ()  # (linear layer, batch norm)
     sum: LayerRule = field(default_factory=sum_rule)  # for additions found while running
+    activation: str = PASS  # for activations fused into dense / conv layers
 
     def rule_of(self, layer: str) -> LayerRule | str | None:
         return dict(self.assignments).get(layer)
@@ -502,7 +508,7 @@ def resolve(layers: Sequence[LayerInfo], chosen: Composite,
         elif info.kind in (AVERAGE, SUM):
             rule = chosen.sum
         elif info.kind == ACTIVATION:
-            rule = PASS
+            rule = chosen.activation
         elif info.kind == BATCH_NORM and info.follows:
             rule = MERGED
         elif info.kind == ROUTING:
@@ -537,4 +543,5 @@ def resolve(layers: Sequence[LayerInfo], chosen: Composite,
     merges = tuple((i.follows, i.name) for i in layers
                    if dict(assignments).get(i.name) == MERGED)
     return RelevanceRules(LRP.name, LRP.summary, LRP.layers, LRP.reference,
-                          assignments=tuple(assignments), merges=merges, sum=chosen.sum)
+                          assignments=tuple(assignments), merges=merges, sum=chosen.sum,
+                          activation=chosen.activation)
