@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import OptionError, TargetError
-from ..core.targets import Channel, Neuron, ObjectiveTarget
+from ..core.scoring import unit_score
+from ..core.targets import (Channel, ChannelTarget, Neuron, NeuronTarget,
+                            ObjectiveTarget)
 
 _OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
@@ -47,6 +49,10 @@ class _Env:
     def channel_axis(self, array: Any) -> int:
         rank = len(array.shape)
         return 1 if (self.channels_first or rank == 2) else rank - 1
+
+    @property
+    def layout(self) -> str:
+        return "channels_first" if self.channels_first else "channels_last"
 
     def rows_of(self, values: np.ndarray) -> np.ndarray:
         return values if self.rows is None else values[self.rows[0]:self.rows[1]]
@@ -185,21 +191,21 @@ class _NeuronObjective(_Leaf):
         a = self.source(env)
         channel, x, y = self.params
         rank, caxis = len(a.shape), env.channel_axis(a)
+        spatial = [int(a.shape[i]) for i in range(1, rank) if i != caxis]
         if rank == 2:
-            return a[:, channel]
-        spatial = [i for i in range(1, rank) if i != caxis]
-        if rank == 3:  # sequences: one position axis
-            n = int(a.shape[spatial[0]])
-            pos = n // 2 if x is None else x
-            return a[:, channel, pos] if caxis == 1 else a[:, pos, channel]
-        if rank != 4:
+            position: tuple[int, ...] = ()
+        elif rank == 3:  # sequences: one position axis
+            position = (spatial[0] // 2 if x is None else x,)
+        elif rank == 4:
+            (h, w) = spatial
+            position = (h // 2 if y is None else y, w // 2 if x is None else x)
+            if not (-h <= position[0] < h and -w <= position[1] < w):
+                raise TargetError(f"position (y={position[0]}, x={position[1]}) is outside "
+                                  f"the {h}x{w} map of layer {self._label()}")
+        else:
             raise TargetError(f"neuron objectives need rank 2-4 activations, got rank {rank}")
-        h, w = int(a.shape[spatial[0]]), int(a.shape[spatial[1]])
-        yy, xx = (h // 2 if y is None else y), (w // 2 if x is None else x)
-        if not (-h <= yy < h and -w <= xx < w):
-            raise TargetError(f"position (y={yy}, x={xx}) is outside the {h}x{w} map of "
-                              f"layer {self._label()}")
-        return a[:, channel, yy, xx] if caxis == 1 else a[:, yy, xx, channel]
+        index = (channel,) + position if caxis == 1 else position + (channel,)
+        return unit_score(env.ops, a, NeuronTarget(self._label(), index), env.layout)
 
     def __str__(self):
         channel, x, y = self.params
@@ -213,21 +219,21 @@ class _IndexObjective(_Leaf):
     kind = "index"
 
     def _eval(self, env):
-        return self.source(env)[(slice(None),) + self.params]
+        return unit_score(env.ops, self.source(env), NeuronTarget(self._label(), self.params),
+                          env.layout)
 
     def __str__(self):
         return f"neuron({self._label()}, {list(self.params)})"
 
 
-def _select(env: _Env, a: Any, values: np.ndarray, axis: int) -> Any:
-    """``a[i, values[i]]`` along ``axis`` (a one-hot product: framework-neutral)."""
+def _select(env: _Env, a: Any, values: np.ndarray) -> Any:
+    """``a[i, values[i]]`` of a ``(N, units)`` array: per-sample units, as class targets
+    pick their scores (:func:`crosslens.core.scoring.score`)."""
     rows = env.rows_of(values)
-    n_units = int(a.shape[axis])
+    n_units = int(a.shape[1])
     if rows.max(initial=0) >= n_units or rows.min(initial=0) < -n_units:
         raise TargetError(f"unit {int(rows.max())} is out of range: the layer has {n_units}")
-    onehot = np.zeros((len(rows), n_units))
-    onehot[np.arange(len(rows)), rows % n_units] = 1.0
-    return env.ops.sum(a * env.ops.asarray(onehot), axis=axis)
+    return env.ops.gather_rows(a, env.ops.as_integer(rows % n_units))
 
 
 class _ChannelObjective(_Leaf):
@@ -248,10 +254,8 @@ class _ChannelObjective(_Leaf):
         spatial = tuple(i for i in range(1, rank) if i != caxis)
         if self.arrays:
             means = env.ops.mean(a, axis=spatial) if spatial else a  # (N, C)
-            return _select(env, means, self.arrays[0], axis=1)
-        channel = self.params[0]
-        picked = a[:, channel] if caxis == 1 else a[..., channel]
-        return env.ops.mean(picked, axis=tuple(range(1, rank - 1))) if rank > 2 else picked
+            return _select(env, means, self.arrays[0])
+        return unit_score(env.ops, a, ChannelTarget(self._label(), self.params[0]), env.layout)
 
     def __str__(self):
         which = self.params[0] if not self.arrays else self.arrays[0].tolist()
@@ -291,7 +295,7 @@ class _ClassObjective(_Leaf):
             shifted = logits - ops.max(logits, axis=1, keepdims=True)
             logits = shifted - ops.log(ops.sum(ops.exp(shifted), axis=1, keepdims=True))
         if self.arrays:
-            score = _select(env, logits, self.arrays[0], axis=1)
+            score = _select(env, logits, self.arrays[0])
         else:
             score = logits[:, self.params[0]]
         return ops.exp(score) if prob and not log else score
