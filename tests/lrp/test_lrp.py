@@ -286,3 +286,58 @@ def test_convolutions_with_their_own_forward_equal_zennit(composite):
     assert_unchanged(model, before)
     scale = np.abs(np.asarray(theirs)).max()
     assert np.abs(np.asarray(ours) - np.asarray(theirs)).max() < 1e-10 * scale
+
+
+RULE_NAMES = ("epsilon", "zplus", "alpha_beta", "gamma", "zbox", "flat", "wsquare")
+
+
+def _mlp_twins(seed: int = 0):
+    import keras
+    import torch
+    rng = np.random.default_rng(seed)
+    shapes = ((5, 6), (4, 5), (3, 4))
+    weights = [(rng.standard_normal(s), rng.standard_normal(s[0]) * 0.3) for s in shapes]
+    torch_model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(),
+                                      torch.nn.Linear(5, 4), torch.nn.ReLU(),
+                                      torch.nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        for module, (w, b) in zip(torch_model[::2], weights):
+            module.weight.copy_(torch.from_numpy(w))
+            module.bias.copy_(torch.from_numpy(b))
+    inp = keras.Input((6,), dtype="float64")
+    dense = [keras.layers.Dense(s[0], activation=act, dtype="float64")
+             for s, act in zip(shapes, ("relu", "relu", None))]
+    h = inp
+    for layer in dense:
+        h = layer(h)
+    keras_model = keras.Model(inp, h)
+    for layer, (w, b) in zip(dense, weights):
+        layer.set_weights([w.T, b])
+    return torch_model, keras_model, weights
+
+
+def _mlp_numpy(weights, x, target, rule, low, high):
+    from reference.lrp_numpy import _dense, _dense_t, linear_relevance
+    acts = [x]
+    for i, (w, b) in enumerate(weights):
+        z = acts[-1] @ w.T + b
+        acts.append(np.maximum(z, 0) if i < len(weights) - 1 else z)
+    r = np.zeros_like(acts[-1])
+    r[np.arange(len(x)), target] = acts[-1][np.arange(len(x)), target]
+    for a, (w, b) in zip(acts[-2::-1], weights[::-1]):
+        r = linear_relevance(rule, a, w, b, r, _dense, _dense_t, 1e-6, low, high)
+    return r
+
+
+@pytest.mark.parametrize("rule", RULE_NAMES)
+def test_every_rule_on_a_dense_net_equals_numpy(rule):
+    torch_model, keras_model, weights = _mlp_twins()
+    x = np.random.default_rng(1).standard_normal((4, 6))
+    target = [0, 1, 2, 1]
+    want = _mlp_numpy(weights, x, np.array(target), rule, -3.0, 3.0)
+    for model, kind in ((torch_model, "Linear"), (keras_model, "Dense")):
+        out = cl.explain(model, x, "lrp", target=target, composite="epsilon", low=-3.0,
+                         high=3.0, rules={kind: relevance.layer_rule(rule)
+                                          if rule != "zbox" else relevance.zbox_rule(-3.0, 3.0)})
+        got = np.asarray(out.attributions)
+        assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max(), (rule, kind)
