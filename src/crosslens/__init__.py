@@ -8,6 +8,7 @@ model's own framework::
     exp.attributions      # same array type and layout as x
     exp.save("ig.png")
     cl.methods()          # what exists, what it needs, which backends run it
+    store = cl.explain_dataset(model, "digits", ["saliency"], ["conv2"], out="runs/a")
 
 Importing crosslens imports no deep-learning framework; a backend is loaded the first
 time a model of its framework is explained.
@@ -18,6 +19,7 @@ from . import methods as _methods  # noqa: F401  (registers every method)
 from . import viz as _viz  # noqa: F401  (registers the renderer of results)
 from .api import activations, explain, layer_calls, layers, methods, visualize
 from .compare import compare
+from .dataset import Store, StoreError, explain_dataset, open_store
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
                           LoadError, ModelError, NonFiniteError, OptionError, TargetError,
                           UnknownMethodError, UnsupportedError)
@@ -35,4 +37,4 @@ __all__ = ["explain", "compare", "methods", "layers", "layer_calls", "activation
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
            "NonFiniteError", "ModelError", "LoadError", "ConservationWarning",
            "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI",
-           "visualize"]
+           "visualize", "explain_dataset", "open_store", "Store", "StoreError"]

@@ -75,8 +75,73 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-featurevis", action="store_true",
                       help="skip the feature-visualization panel")
 
+    run = commands.add_parser("run", help="explain a whole data set into a resumable store")
+    run.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
+    run.add_argument("data", help=".npy / .npz file, image folder (sub-folders = classes), "
+                     "or a bundled set: digits, clever_hans, photos")
+    run.add_argument("--method", action="append", required=True, help="repeatable")
+    run.add_argument("--layer", action="append", default=[], help="repeatable")
+    run.add_argument("--out", required=True, help="the store's directory")
+    run.add_argument("--engine", default="local", help="local")
+    run.add_argument("--resume", action="store_true", help="complete an interrupted run")
+    run.add_argument("--batch-size", type=int, help="samples per shard (default 32)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--target", default="predicted",
+                     help="'predicted', 'label' or a class index")
+    run.add_argument("--option", type=_option, action="append", default=[],
+                     metavar="[METHOD.]KEY=VALUE",
+                     help="method option (for every method that has it, or METHOD.KEY)")
+    run.add_argument("--size", type=int, help="square image size (folders, photos)")
+    run.add_argument("--preprocess", choices=sorted(PREPROCESSING),
+                     help="pixel normalization (folders, photos; default: [0, 1])")
+    run.add_argument("--float16", action="store_true", help="store attributions as float16")
+    run.add_argument("--full-maps", action="store_true", help="also store full activation maps")
+    run.add_argument("--memory-budget", help="per call, e.g. 2GB")
+
     _add_optional_commands(commands)
     return parser
+
+
+def _method_options(methods: list[str], options: list[tuple[str, Any]]) -> dict[str, dict]:
+    """``--option`` values by method: ``METHOD.KEY=V`` for one, ``KEY=V`` for every method
+    that has option ``KEY`` (an error when none has it)."""
+    from .core.errors import OptionError
+    from .core.registry import get_method
+    specs = {name: get_method(name) for name in methods}
+    plan: dict[str, dict] = {name: {} for name in methods}
+    for key, value in options:
+        scope, _, option = key.rpartition(".")
+        if scope:
+            match = [n for n, s in specs.items() if scope in (n, s.name)]
+            if not match:
+                raise OptionError(f"--option {key}: {scope!r} is not one of the run's methods "
+                                  f"{methods}")
+            plan[match[0]][option] = value
+            continue
+        having = [n for n, s in specs.items() if option in s.options]
+        if not having:
+            raise OptionError(f"--option {key}: none of the methods {methods} has an option "
+                              f"{option!r}")
+        for name in having:
+            plan[name][option] = value
+    return plan
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    import crosslens as cl
+    from crosslens.loading import load_model
+
+    model = load_model(args.model)
+    target = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    store = cl.explain_dataset(
+        model, args.data, _method_options(args.method, args.option), args.layer,
+        target=target, out=args.out, engine=args.engine, batch_size=args.batch_size,
+        seed=args.seed, resume=args.resume,
+        size=None if args.size is None else (args.size, args.size),
+        preprocess=args.preprocess, float16=args.float16, full_maps=args.full_maps,
+        memory_budget=args.memory_budget)
+    print(store)
+    return 0
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_explain(args)
         if args.command == "compare":
             return run_compare(args)
+        if args.command == "run":
+            return run_dataset(args)
         if args.command == "demo":
             from .demo import run
             run(args.out, args.methods, featurevis=not args.no_featurevis)

@@ -4,8 +4,9 @@ its numpy reference or closed form is tested, its peers), and nothing else — t
 then run it on both frameworks.
 
 For every method: PyTorch == Keras on the twin reference CNN (float64), the same seed
-gives the same result, the model is unchanged, and (where declared) one sample alone
-equals the same sample in a batch and the attributions sum to ``f(x) - f(baseline)``.
+gives the same result, the model is unchanged, one sample alone equals the same sample in a
+batch (unless the registry flags the method's ``batch_coupling``), and (where declared) the
+attributions sum to ``f(x) - f(baseline)``.
 A method missing from ``DECLARED`` fails here, naming it.
 """
 from __future__ import annotations
@@ -37,7 +38,6 @@ class Declared:
     options: dict = field(default_factory=dict)  # cheap options for the small CNN
     peers: tuple[str, ...] = ()  # toolsets mapping it (checked: the adapter lists it)
     layer: bool = False  # runs at layer="conv2"
-    batch_invariant: bool = True  # a sample's result does not depend on the others
     completeness: bool = False  # sum(attributions) == f(x) - f(baseline 0)
 
 
@@ -48,11 +48,11 @@ DECLARED: dict[str, Declared] = {
     "integrated_gradients": Declared("methods/test_methods_reference.py", {"steps": 8},
                                      peers=("captum",)),
     "smoothgrad": Declared("methods/test_methods_reference.py", {"samples": 3},
-                           peers=("captum", "tf-keras-vis"), batch_invariant=False),
+                           peers=("captum", "tf-keras-vis")),
     "squaregrad": Declared("methods/test_methods_reference.py", {"samples": 3},
-                           peers=("captum",), batch_invariant=False),
+                           peers=("captum",)),
     "vargrad": Declared("methods/test_methods_reference.py", {"samples": 3},
-                        peers=("captum",), batch_invariant=False),
+                        peers=("captum",)),
     "guided_backprop": Declared("methods/test_methods_reference.py",
                                 peers=("captum", "zennit")),
     "deconvnet": Declared("methods/test_methods_reference.py", peers=("captum", "zennit")),
@@ -84,21 +84,17 @@ DECLARED: dict[str, Declared] = {
                                        {"feature_mask": MASK, "samples": 3},
                                        peers=("captum",), completeness=True),
     "gradient_shap": Declared("shapley/test_gradient_shap.py", {"samples": 4},
-                              peers=("captum",), batch_invariant=False),
+                              peers=("captum",)),
     "lime": Declared("shapley/test_lime_permutation.py", {"feature_mask": MASK, "samples": 20},
-                     peers=("captum",), batch_invariant=False),
+                     peers=("captum",)),
     "feature_permutation": Declared("shapley/test_lime_permutation.py",
-                                    {"feature_mask": MASK}, peers=("captum",),
-                                    batch_invariant=False),
+                                    {"feature_mask": MASK}, peers=("captum",)),
     "lrp": Declared("lrp/test_lrp.py", {"composite": "epsilon_gamma_box"}, peers=("zennit",)),
     "deep_taylor": Declared("lrp/test_lrp.py"),
     "deeplift": Declared("deeplift/test_deeplift.py", peers=("captum",)),
     "deeplift_shap": Declared("deeplift/test_deeplift.py", peers=("captum",)),
     "taylor": Declared("deeplift/test_taylor.py"),
 }
-# why some are not batch invariant: the noise methods, gradient_shap and lime draw for the
-# whole batch from one seed (per-sample seeds come with the dataset store, issue 17);
-# feature_permutation permutes across the batch by definition
 
 
 METHODS = [spec.name for spec in all_methods()]
@@ -154,8 +150,9 @@ def test_frameworks_agree_and_seeds_repeat(zoo, method):
     np.testing.assert_array_equal(_run(zoo, "torch", method, x), torch_values)
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if DECLARED[m].batch_invariant])
+@pytest.mark.parametrize("method", [s.name for s in all_methods() if s.batch_coupling is None])
 def test_one_sample_alone_equals_it_in_a_batch(zoo, method):
+    """Every method not flagged ``batch_coupling`` (the dataset engine batches those)."""
     x = zoo.x(SMALL_CNN)
     batch = _run(zoo, "torch", method, x)
     alone = _run(zoo, "torch", method, x[1:2], target=TARGET[1:2])

@@ -281,6 +281,9 @@ class KerasBackend(Backend):
                 if isinstance(layer, keras.layers.Embedding)}
 
     # --- model copies (sanity checks) ---------------------------------------------------
+    def _named_weights(self):
+        return [(weight.path, np.asarray(weight)) for weight in self.model.weights]
+
     def parameter_layers(self) -> list[str]:
         return [name for name, layer in self._layers.items()
                 if not getattr(layer, "layers", None) and _parameters(layer)]

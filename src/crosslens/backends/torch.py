@@ -296,6 +296,13 @@ class TorchBackend(Backend):
                    and p.default is p.empty)
 
     # --- model copies (sanity checks) ---------------------------------------------------
+    def _named_weights(self):
+        def raw(value: torch.Tensor) -> np.ndarray:  # bfloat16 has no numpy dtype: its bits
+            value = value.detach().cpu()
+            return (value.view(torch.int16) if value.dtype == torch.bfloat16 else value).numpy()
+        return [(name, raw(value)) for name, value in self.model.state_dict().items()
+                if isinstance(value, torch.Tensor)]
+
     def parameter_layers(self) -> list[str]:
         return [name for name, module in self._modules.items()
                 if any(True for _ in module.parameters(recurse=False))]

@@ -655,6 +655,20 @@ class Backend(abc.ABC):
         return self._bytes_per_sample[key]
 
     # --- model copies (sanity checks) ---------------------------------------------------------
+    def weights_digest(self) -> str:
+        """SHA-256 of the model's weights and buffers (names, dtypes, shapes, values): what a
+        dataset store records to refuse resuming with another model."""
+        import hashlib
+        digest = hashlib.sha256()
+        for name, array in self._named_weights():
+            array = np.ascontiguousarray(array)
+            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
+    def _named_weights(self) -> list[tuple[str, np.ndarray]]:
+        raise UnsupportedError(f"the {self.name} backend cannot list the model's weights")
+
     def parameter_layers(self) -> list[str]:
         """Names of the layers that own trainable parameters, in model order."""
         raise UnsupportedError(f"the {self.name} backend cannot list parameter layers")

@@ -46,6 +46,11 @@ class MethodSpec:
     options: tuple[str, ...] = field(default=())
     #: The result does not depend on the target (layer values, class-agnostic maps).
     targetless: bool = False
+    #: How a sample's result depends on the rest of its batch: ``None`` (it does not),
+    #: ``"draws"`` (its random draws are shaped by the batch: the dataset engine explains
+    #: it one sample at a time, with per-sample seeds) or ``"samples"`` (it compares the
+    #: samples by definition, e.g. feature permutation).
+    batch_coupling: str | None = None
 
     def option_defaults(self) -> dict[str, Any]:
         """The method's own options with their defaults (from its signature)."""
@@ -60,7 +65,7 @@ _ALIASES: dict[str, str] = {}
 
 def register(name: str, *, needs: tuple[str, ...] | set[str], family: str, summary: str,
              aliases: tuple[str, ...] = (), reference: str = "",
-             targetless: bool = False) -> Callable:
+             targetless: bool = False, batch_coupling: str | None = None) -> Callable:
     """Register a method function under ``name`` (decorator)."""
     unknown = set(needs) - set(CAPABILITIES)
     if unknown:
@@ -70,7 +75,7 @@ def register(name: str, *, needs: tuple[str, ...] | set[str], family: str, summa
         options = tuple(p.name for p in inspect.signature(fn).parameters.values()
                         if p.kind == p.KEYWORD_ONLY)
         spec = MethodSpec(name, fn, frozenset(needs), family, summary, tuple(aliases),
-                          reference, options, targetless)
+                          reference, options, targetless, batch_coupling)
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"method {name!r} registered twice")
         _REGISTRY[name] = spec

@@ -22,7 +22,7 @@ from .baselines import as_baseline_list, make_baseline
 from .batching import points_per_pass
 
 
-@register("gradient_shap", needs=("grad",), family="gradient",
+@register("gradient_shap", needs=("grad",), family="gradient", batch_coupling="draws",
           aliases=("gradientshap", "expected_gradients"),
           summary="Mean of (x - b)·∇f at random points between random baselines b and x "
                   "(expected gradients)",

@@ -41,7 +41,7 @@ from .shapley import _Features
 COSINE_EPS = 1e-8
 
 
-@register("lime", needs=("forward",), family="perturbation",
+@register("lime", needs=("forward",), family="perturbation", batch_coupling="draws",
           aliases=("local_surrogate",),
           summary="Coefficients of a similarity-weighted ridge regression of the score on "
                   "random coalitions of mask features (Captum Lime)",

@@ -25,6 +25,7 @@ from .batching import points_per_pass
 
 def _noise_method(name: str, aggregate: str, summary: str, reference: str, aliases=()):
     @register(name, needs=("grad",), family="noise", summary=summary, reference=reference,
+              batch_coupling="draws",
               aliases=aliases)
     def method(ctx: Context, *, base: str = "saliency", samples: int = 50,
                noise_level: float = 0.15, stdev: float | None = None, noise: Any = None,

@@ -27,6 +27,7 @@ from .shapley import _Mask
 
 
 @register("feature_permutation", needs=("forward",), family="perturbation",
+          batch_coupling="samples",
           aliases=("permutation", "permutation_importance"),
           summary="Score drop when each mask feature takes another sample's values "
                   "(permuted across the batch; Captum FeaturePermutation)",

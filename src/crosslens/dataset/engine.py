@@ -1,0 +1,378 @@
+"""The local engine: explain a whole data set into a store, shard by shard, resumably.
+
+A shard is ``batch_size`` consecutive samples. For each shard the engine runs one
+forward pass (predictions, top-k outputs, the explained class's score), reads the
+requested layers (pooled per channel: mean, max and where the max is), and explains it
+with every requested method through :func:`crosslens.explain` — so the store equals
+``cl.explain`` sample by sample. Methods whose random draws depend on the batch
+(registry flag ``batch_coupling="draws"``: SmoothGrad and the noise family, GradientSHAP,
+LIME) run one sample at a time with a seed derived from ``(seed, sample id)``, so no
+result depends on how the data is cut into shards or which engine runs it; methods that
+compare the samples of a batch (feature permutation) are refused.
+
+A shard's arrays are written first and its marker (``shards/<k>.done``) last, atomically:
+a run killed at any moment leaves whole shards and at most one shard without its marker,
+which ``resume=True`` recomputes. Reductions and the table are written when every shard
+is done, from the stored shards, so a resumed run ends with the same store as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.chunking import parse_budget
+from ..core.errors import OptionError, UnsupportedError
+from ..core.progress import progress_bar, wanted
+from ..core.registry import get_method
+from ..core.targets import predicted_classes
+from .store import FORMAT, Store, StoreWriter, write_json_atomic
+
+DEFAULT_SHARD = 32
+
+
+def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
+                    layers: Sequence[str] = (), *, target: Any = "predicted",
+                    out: str | os.PathLike = "runs/run", engine: str = "local",
+                    batch_size: int | None = None, seed: int = 0, resume: bool = False,
+                    labels: Any = None, size: tuple[int, int] | None = None,
+                    preprocess: str | None = None, top_k: int = 5,
+                    top_activations: int = 9, float16: bool = False,
+                    full_maps: bool = False, memory_budget: Any = None,
+                    progress: bool | None = None) -> Store:
+    """Explain every sample of ``data`` with ``methods`` into a store at ``out``.
+
+    Parameters
+    ----------
+    model
+        A PyTorch or Keras model.
+    data
+        A numpy array or memmap, a ``.npy`` / ``.npz`` path, a PyTorch ``Dataset`` /
+        ``DataLoader``, a ``tf.data.Dataset``, an image folder (sub-folders = classes),
+        or a bundled set by name: ``"digits"``, ``"clever_hans"``, ``"photos"``
+        (:mod:`crosslens.dataset.sources`).
+    methods
+        Method names, ``(name, options)`` pairs, or a ``{name: options}`` mapping.
+    layers
+        Layers whose activations are stored (pooled per channel; ``full_maps`` keeps the
+        maps too, whose size is printed before the run).
+    target
+        ``"predicted"`` (each sample's predicted class), ``"label"`` (its label) or a
+        class index.
+    out
+        The store's directory.
+    engine
+        ``"local"`` (this process).
+    batch_size
+        Samples per shard (and per call); default 32. Results do not depend on it.
+    seed
+        The run's seed; each sample's draws come from ``(seed, sample id)``.
+    resume
+        Complete an interrupted run at ``out`` (refused if anything differs).
+    labels, size, preprocess
+        Passed to the data source (labels for an array; image size and normalization
+        for folders and photos).
+    top_k
+        How many of the model's largest outputs to keep per sample.
+    top_activations
+        How many top-activating samples to keep per channel.
+    float16
+        Store attributions as float16.
+    memory_budget, progress
+        As for :func:`crosslens.explain` (the budget applies to every call).
+
+    Returns
+    -------
+    Store
+        The store, opened for reading.
+    """
+    from ..api import explain
+    from ..backends import get_backend
+    from .sources import open_source
+
+    if engine != "local":
+        raise UnsupportedError(f"engine={engine!r} is not available: this version runs "
+                               "engine='local' (in this process)")
+    shard = DEFAULT_SHARD if batch_size is None else _positive_int(batch_size, "batch_size")
+    top_k = _positive_int(top_k, "top_k")
+    top_activations = _positive_int(top_activations, "top_activations")
+    plan = _methods(methods)
+    backend = get_backend(model)
+    source = open_source(data, layout=backend.layout, size=size, preprocess=preprocess,
+                         labels=labels)
+    n = len(source)
+    if n == 0:
+        raise OptionError("the data set is empty")
+    first, _ = source.read(0, 1)
+    resolved = [backend.resolve_layer(layer) for layer in layers]
+    with backend.session(parse_budget(memory_budget)):
+        native = backend.prepare(first)
+        n_outputs = int(np.asarray(backend.ops.to_numpy(backend.forward(native))).shape[-1])
+        layer_shapes = {name: tuple(int(s) for s in np.asarray(backend.ops.to_numpy(v)).shape[1:])
+                        for name, v in backend.activations(native, resolved).items()}
+    if target == "label" and source.read(0, 1)[1] is None:
+        raise OptionError("target='label' needs labels: this data set has none (pass "
+                          "labels= or use target='predicted')")
+    dtype = "float16" if float16 else "float32"
+    k_out = min(top_k, n_outputs)
+    specs: dict[str, tuple[tuple, str]] = {
+        "ids": ((n,), "int64"), "labels": ((n,), "int64"), "predictions": ((n,), "int64"),
+        "target_classes": ((n,), "int64"), "target_scores": ((n,), "float64"),
+        "top_classes": ((n, k_out), "int64"), "top_scores": ((n, k_out), "float64")}
+    # one sample through everything first: options are checked before anything is
+    # written, and each method's attribution shape is known
+    probe = _shard(model, backend, explain, first, source.read(0, 1)[1], np.arange(1), plan,
+                   resolved, target, int(seed), k_out, float16, False, memory_budget)
+    for name, _ in plan:
+        specs[f"attributions/{name}"] = ((n,) + probe[f"attributions/{name}"].shape[1:], dtype)
+    for name in resolved:
+        channels = _channels(layer_shapes[name], backend.layer_layout)
+        for kind, kind_dtype in (("mean", "float32"), ("max", "float32"), ("argmax", "int64")):
+            specs[f"activations/{name}/{kind}"] = ((n, channels), kind_dtype)
+        if full_maps:
+            specs[f"activations/{name}/maps"] = ((n,) + layer_shapes[name], "float32")
+    if full_maps:
+        total = sum(int(np.prod(specs[f"activations/{nm}/maps"][0])) * 4 for nm in resolved)
+        print(f"crosslens: full activation maps of {len(resolved)} layer(s) take "
+              f"{total / 2 ** 20:.1f} MiB in {out}", file=sys.stderr)
+    manifest = {
+        "format": FORMAT, "versions": _versions(backend.name),
+        "model": {"framework": backend.name, "weights_sha256": backend.weights_digest()},
+        "data": source.describe(), "samples": n, "shards": -(-n // shard),
+        "class_names": source.class_names,
+        "config": {"methods": [{"name": name, "options": _jsonable(opts)}
+                               for name, opts in plan],
+                   "layers": resolved, "target": _jsonable(target), "seed": int(seed),
+                   "batch_size": shard, "top_k": k_out, "top_activations": top_activations,
+                   "float16": bool(float16), "full_maps": bool(full_maps)}}
+    path = Path(out)
+    writer = StoreWriter(path, manifest, specs, shard, resume)
+    pending = [k for k in range(manifest["shards"]) if not writer.done(k)]
+    bar = progress_bar(n, f"explain_dataset → {path}",
+                       wanted(progress, len(pending)) if progress is None else progress)
+    bar.update(n - sum(min(shard, n - k * shard) for k in pending))
+    try:
+        for k in pending:
+            a, b = k * shard, min(n, (k + 1) * shard)
+            x, y = source.read(a, b)
+            values = _shard(model, backend, explain, x, y, np.arange(a, b), plan, resolved,
+                            target, int(seed), k_out, float16, full_maps, memory_budget)
+            writer.write(k, values)
+            bar.update(b - a)
+    finally:
+        bar.close()
+    _finalize(writer, manifest, plan, resolved, n, shard, top_activations, n_outputs)
+    return Store(path)
+
+
+def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out, float16,
+           full_maps, memory_budget) -> dict[str, np.ndarray]:
+    """Every array of one shard."""
+    with backend.session(parse_budget(memory_budget)):
+        native = backend.prepare(x)
+        outputs = np.asarray(backend.ops.to_numpy(backend.forward(native)), np.float64)
+        acts = {name: np.asarray(backend.ops.to_numpy(value), np.float32)
+                for name, value in backend.activations(native, layers).items()}
+        kind = backend.output_activation()
+    predictions = predicted_classes(outputs, kind)
+    labels = np.full(len(x), -1, np.int64) if y is None else np.asarray(y, np.int64)
+    if isinstance(target, str) and target == "predicted":
+        classes = predictions
+    elif isinstance(target, str) and target == "label":
+        classes = labels
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        classes = np.full(len(x), int(target), np.int64)
+    else:
+        raise OptionError(f"target must be 'predicted', 'label' or a class index; got "
+                          f"{target!r}")
+    if outputs.shape[1] == 1:  # one output: class 1 scores it, class 0 its negation
+        scores = np.where(classes == 0, -outputs[:, 0], outputs[:, 0])
+    else:
+        scores = outputs[np.arange(len(x)), classes]
+    order = np.argsort(-outputs, axis=1, kind="stable")[:, :k_out]
+    values = {"ids": ids.astype(np.int64), "labels": labels, "predictions": predictions,
+              "target_classes": classes, "target_scores": scores,
+              "top_classes": order, "top_scores": np.take_along_axis(outputs, order, axis=1)}
+    for name, options in plan:
+        spec = get_method(name)
+        target_arg = None if spec.targetless else classes
+        if spec.batch_coupling == "draws":
+            parts = [explain(model, x[i:i + 1], name,
+                             target=None if target_arg is None else target_arg[i:i + 1],
+                             seed=_sample_seed(seed, int(ids[i])), memory_budget=memory_budget,
+                             progress=False, **options).attributions for i in range(len(x))]
+            attributions = np.concatenate([np.asarray(p) for p in parts])
+        else:
+            kwargs = {} if target_arg is None else {"target": target_arg}
+            attributions = np.asarray(explain(model, x, name, seed=seed, progress=False,
+                                              memory_budget=memory_budget, **kwargs,
+                                              **options).attributions)
+        values[f"attributions/{name}"] = attributions.astype(np.float16 if float16
+                                                             else np.float32)
+    for name, act in acts.items():
+        flat = _positions_last(act, backend.layer_layout)
+        values[f"activations/{name}/mean"] = flat.mean(axis=2)
+        values[f"activations/{name}/max"] = flat.max(axis=2)
+        values[f"activations/{name}/argmax"] = flat.argmax(axis=2).astype(np.int64)
+        if full_maps:
+            values[f"activations/{name}/maps"] = act
+    return values
+
+
+def _finalize(writer: StoreWriter, manifest: dict, plan, layers, n: int, shard: int,
+              top: int, n_outputs: int) -> None:
+    """Reductions and the table, streamed from the stored shards."""
+    labels = writer.read("labels", 0, n)
+    by = labels if (labels >= 0).all() else writer.read("predictions", 0, n)
+    n_classes = max(int(by.max()) + 1, n_outputs if n_outputs > 1 else 2)
+    for name, _ in plan:
+        key = f"attributions/{name}"
+        sums, counts = None, np.zeros(n_classes, np.int64)
+        for a in range(0, n, shard):
+            block = writer.read(key, a, min(n, a + shard)).astype(np.float64)
+            cls = by[a:a + len(block)]
+            if sums is None:
+                sums = np.zeros((n_classes,) + block.shape[1:])
+            np.add.at(sums, cls, block)
+            counts += np.bincount(cls, minlength=n_classes)
+        shape = (n_classes,) + (1,) * (sums.ndim - 1)
+        mean = np.divide(sums, counts.reshape(shape), out=np.zeros_like(sums),
+                         where=counts.reshape(shape) > 0)
+        writer.put(f"reductions/{key}/class_mean", mean.astype(np.float32))
+        writer.put(f"reductions/{key}/class_count", counts)
+    for name in layers:
+        base = f"activations/{name}"
+        total = total_sq = None
+        best_ids = best_values = best_pos = None
+        for a in range(0, n, shard):
+            b = min(n, a + shard)
+            means = writer.read(f"{base}/mean", a, b).astype(np.float64)
+            maxima = writer.read(f"{base}/max", a, b)
+            where = writer.read(f"{base}/argmax", a, b)
+            total = means.sum(0) if total is None else total + means.sum(0)
+            total_sq = (means ** 2).sum(0) if total_sq is None else total_sq + (means ** 2).sum(0)
+            ids = np.broadcast_to(np.arange(a, b)[:, None], maxima.shape).T
+            cand = (ids, maxima.T, where.T)  # (C, shard)
+            if best_ids is not None:
+                cand = tuple(np.concatenate([p, c], axis=1)
+                             for p, c in zip((best_ids, best_values, best_pos), cand))
+            # largest value first, ties to the smaller id: one order whatever the shards
+            order = np.lexsort((cand[0], -cand[1].astype(np.float64)), axis=1)[:, :top]
+            best_ids, best_values, best_pos = (np.take_along_axis(c, order, axis=1)
+                                               for c in cand)
+        mean = total / n
+        std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0.0))
+        writer.put(f"reductions/{base}/mean", mean)
+        writer.put(f"reductions/{base}/std", std)
+        pad = top - best_ids.shape[1]
+        if pad > 0:
+            best_ids = np.pad(best_ids, ((0, 0), (0, pad)), constant_values=-1)
+            best_values = np.pad(best_values, ((0, 0), (0, pad)))
+            best_pos = np.pad(best_pos, ((0, 0), (0, pad)), constant_values=-1)
+        writer.put(f"reductions/{base}/top_ids", best_ids.astype(np.int64))
+        writer.put(f"reductions/{base}/top_values", best_values.astype(np.float32))
+        writer.put(f"reductions/{base}/top_positions", best_pos.astype(np.int64))
+    _write_table(writer, n, manifest.get("class_names"))
+    writer.finish(manifest)
+
+
+def _write_table(writer: StoreWriter, n: int, class_names: list[str] | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    columns = {key: writer.read(key, 0, n) for key in
+               ("ids", "labels", "predictions", "target_classes", "target_scores")}
+    top_classes, top_scores = writer.read("top_classes", 0, n), writer.read("top_scores", 0, n)
+    table = pa.table({
+        "id": columns["ids"], "label": columns["labels"],
+        "prediction": columns["predictions"],
+        "correct": np.where(columns["labels"] >= 0, columns["labels"] == columns["predictions"],
+                            False),
+        "target": columns["target_classes"], "score": columns["target_scores"],
+        "top_classes": pa.array(list(top_classes), type=pa.list_(pa.int64())),
+        "top_scores": pa.array(list(top_scores), type=pa.list_(pa.float64()))})
+    if class_names:
+        names = np.asarray(class_names, dtype=object)
+        table = table.append_column("label_name", pa.array(
+            [names[i] if 0 <= i < len(names) else None for i in columns["labels"]]))
+    path = writer.path / "table.parquet"
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def _methods(methods: Any) -> list[tuple[str, dict]]:
+    """``[(canonical name, options)]`` from names, pairs or a mapping."""
+    if isinstance(methods, str):
+        methods = [methods]
+    items = methods.items() if isinstance(methods, Mapping) else [
+        m if isinstance(m, tuple) else (m, {}) for m in methods]
+    plan = []
+    for name, options in items:
+        spec = get_method(name)
+        if spec.batch_coupling == "samples":
+            raise UnsupportedError(f"{spec.name} compares the samples of a batch, so a data "
+                                   "set's result would depend on its shards; run it on a "
+                                   "batch with cl.explain")
+        plan.append((spec.name, dict(options or {})))
+    if not plan:
+        raise OptionError("explain_dataset needs at least one method")
+    return plan
+
+
+def _channels(shape: tuple, layout: str | None) -> int:
+    if len(shape) == 1:
+        return shape[0]
+    return shape[0] if layout == "channels_first" else shape[-1]
+
+
+def _positions_last(act: np.ndarray, layout: str | None) -> np.ndarray:
+    """``(N, C, positions)`` from a layer's values."""
+    if act.ndim == 2:
+        return act[:, :, None]
+    if layout != "channels_first":
+        act = np.moveaxis(act, -1, 1)
+    return act.reshape(act.shape[0], act.shape[1], -1)
+
+
+def _sample_seed(seed: int, sample: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(sample)]).generate_state(1)[0])
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise OptionError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Options as JSON: arrays by shape, dtype and digest (the manifest compares them)."""
+    import hashlib
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, bool, type(None))):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    array = np.ascontiguousarray(np.asarray(value))
+    return {"array": list(array.shape), "dtype": array.dtype.str,
+            "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+
+
+def _versions(framework: str) -> dict[str, str]:
+    from .. import __version__
+    versions = {"crosslens": __version__, "numpy": np.__version__}
+    module = {"torch": "torch", "keras": "keras"}.get(framework)
+    if module:
+        versions[module] = sys.modules[module].__version__ if module in sys.modules else "?"
+    return versions
