@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", action="append", required=True, help="repeatable")
     run.add_argument("--layer", action="append", default=[], help="repeatable")
     run.add_argument("--out", required=True, help="the store's directory")
-    run.add_argument("--engine", default="local", help="local")
+    run.add_argument("--engine", default="local", choices=("local", "ray"),
+                     help="local (this process) or ray (worker actors)")
+    run.add_argument("--address", help="Ray cluster to join (default: start a local one)")
+    run.add_argument("--workers", type=int, default=2, help="Ray worker actors")
     run.add_argument("--resume", action="store_true", help="complete an interrupted run")
     run.add_argument("--batch-size", type=int, help="samples per shard (default 32)")
     run.add_argument("--seed", type=int, default=0)
@@ -139,7 +142,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         seed=args.seed, resume=args.resume,
         size=None if args.size is None else (args.size, args.size),
         preprocess=args.preprocess, float16=args.float16, full_maps=args.full_maps,
-        memory_budget=args.memory_budget)
+        memory_budget=args.memory_budget, address=args.address, workers=args.workers)
     print(store)
     return 0
 

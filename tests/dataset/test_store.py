@@ -125,8 +125,8 @@ def test_refusals_are_specific(zoo, run, tmp_path):
         cl.explain_dataset(model, x, ["feature_permutation"], out=tmp_path / "p")
     with pytest.raises(cl.OptionError, match="labels"):
         cl.explain_dataset(model, x, ["saliency"], target="label", out=tmp_path / "l")
-    with pytest.raises(cl.UnsupportedError, match="engine"):
-        cl.explain_dataset(model, x, ["saliency"], engine="ray", out=tmp_path / "r")
+    with pytest.raises(cl.OptionError, match="engine"):
+        cl.explain_dataset(model, x, ["saliency"], engine="spark", out=tmp_path / "r")
     with pytest.raises(cl.StoreError, match="not a crosslens store"):
         cl.open_store(tmp_path)
 
@@ -221,3 +221,13 @@ def test_a_run_killed_at_random_moments_resumes_to_the_same_store(tmp_path):
     assert a["manifest"] == b["manifest"] and a["table"] == b["table"]
     for key, value in a["arrays"].items():
         np.testing.assert_array_equal(b["arrays"][key], value, err_msg=key)
+
+
+def test_the_local_engine_imports_no_ray(tmp_path):
+    code = (f"import sys, numpy as np, torch, crosslens as cl\n"
+            f"m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))\n"
+            f"cl.explain_dataset(m, np.ones((3, 4), np.float32), ['saliency'],"
+            f" out={str(tmp_path / 's')!r})\n"
+            f"assert 'ray' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                   env=dict(os.environ, PYTHONPATH=str(Path(cl.__file__).parents[1])))

@@ -44,7 +44,8 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
                     preprocess: str | None = None, top_k: int = 5,
                     top_activations: int = 9, float16: bool = False,
                     full_maps: bool = False, memory_budget: Any = None,
-                    progress: bool | None = None) -> Store:
+                    progress: bool | None = None, address: str | None = None,
+                    workers: int = 2) -> Store:
     """Explain every sample of ``data`` with ``methods`` into a store at ``out``.
 
     Parameters
@@ -67,7 +68,11 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     out
         The store's directory.
     engine
-        ``"local"`` (this process).
+        ``"local"`` (this process) or ``"ray"``: ``workers`` Ray actors, each loading the
+        model once, explain shards and write them into the store (which must then be on a
+        file system every worker sees). Without ``address`` a local Ray cluster is
+        started (127.0.0.1, ``workers`` CPUs) and stopped afterwards; ``address="auto"``
+        or ``"ray://host:10001"`` joins an existing one. Needs ``crosslens[ray]``.
     batch_size
         Samples per shard (and per call); default 32. Results do not depend on it.
     seed
@@ -84,7 +89,10 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     float16
         Store attributions as float16.
     memory_budget, progress
-        As for :func:`crosslens.explain` (the budget applies to every call).
+        As for :func:`crosslens.explain` (the budget applies to every call, in every
+        worker).
+    address, workers
+        The Ray cluster and the number of worker actors (``engine="ray"``).
 
     Returns
     -------
@@ -95,9 +103,8 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     from ..backends import get_backend
     from .sources import open_source
 
-    if engine != "local":
-        raise UnsupportedError(f"engine={engine!r} is not available: this version runs "
-                               "engine='local' (in this process)")
+    if engine not in ("local", "ray"):
+        raise OptionError(f"engine must be 'local' or 'ray', got {engine!r}")
     shard = DEFAULT_SHARD if batch_size is None else _positive_int(batch_size, "batch_size")
     top_k = _positive_int(top_k, "top_k")
     top_activations = _positive_int(top_activations, "top_activations")
@@ -156,18 +163,40 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     bar = progress_bar(n, f"explain_dataset → {path}",
                        wanted(progress, len(pending)) if progress is None else progress)
     bar.update(n - sum(min(shard, n - k * shard) for k in pending))
+    job = Job(source, plan, resolved, target, int(seed), k_out, float16, full_maps,
+              memory_budget, shard, n)
     try:
-        for k in pending:
-            a, b = k * shard, min(n, (k + 1) * shard)
-            x, y = source.read(a, b)
-            values = _shard(model, backend, explain, x, y, np.arange(a, b), plan, resolved,
-                            target, int(seed), k_out, float16, full_maps, memory_budget)
-            writer.write(k, values)
-            bar.update(b - a)
+        if engine == "ray":
+            from .ray_engine import run_shards
+            run_shards(model, job, path, pending, bar, address=address, workers=workers)
+        else:
+            for k in pending:
+                writer.write(k, job.shard_values(model, backend, explain, k))
+                bar.update(job.size(k))
     finally:
         bar.close()
     _finalize(writer, manifest, plan, resolved, n, shard, top_activations, n_outputs)
     return Store(path)
+
+
+class Job:
+    """What every shard of a run needs: picklable, so Ray workers get it once."""
+
+    def __init__(self, source, plan, layers, target, seed, k_out, float16, full_maps,
+                 memory_budget, shard, n) -> None:
+        self.source, self.plan, self.layers, self.target = source, plan, layers, target
+        self.seed, self.k_out, self.float16, self.full_maps = seed, k_out, float16, full_maps
+        self.memory_budget, self.shard, self.n = memory_budget, shard, n
+
+    def size(self, k: int) -> int:
+        return min(self.n, (k + 1) * self.shard) - k * self.shard
+
+    def shard_values(self, model, backend, explain, k: int) -> dict[str, np.ndarray]:
+        a, b = k * self.shard, min(self.n, (k + 1) * self.shard)
+        x, y = self.source.read(a, b)
+        return _shard(model, backend, explain, x, y, np.arange(a, b), self.plan, self.layers,
+                      self.target, self.seed, self.k_out, self.float16, self.full_maps,
+                      self.memory_budget)
 
 
 def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out, float16,

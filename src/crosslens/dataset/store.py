@@ -207,6 +207,14 @@ class StoreWriter:
                                         fill_value=0)
             write_json_atomic(existing, {**manifest, "complete": False})
 
+    @classmethod
+    def attach(cls, path: Path, shard: int) -> "StoreWriter":
+        """The writer of an existing store, for a worker process writing its shards."""
+        writer = cls.__new__(cls)
+        writer.path, writer.shard = Path(path), shard
+        writer.group = _zarr().open_group(str(Path(path) / "arrays.zarr"), mode="r+")
+        return writer
+
     def done(self, k: int) -> bool:
         return (self.path / "shards" / f"{k}.done").exists()
 

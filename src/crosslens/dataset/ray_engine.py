@@ -1,0 +1,85 @@
+"""The Ray engine: shards explained by worker actors, each loading the model once.
+
+The driver (the process calling :func:`crosslens.explain_dataset`) creates the store and
+keeps ``workers`` actors busy, one shard at a time each; an actor explains its shard
+exactly as the local engine does (:meth:`crosslens.dataset.engine.Job.shard_values`)
+and writes it into the store itself, arrays first and marker last. Actors restart when
+their process dies (``max_restarts=-1``) and the shard they were on is retried
+(``max_task_retries=-1``): a shard is a fixed range of samples written whole, so a retry
+can neither lose nor duplicate a sample. The driver then writes the reductions and the
+table, as the local engine does, so both engines give the same store.
+
+Without ``address`` a private local cluster is started on 127.0.0.1 with ``workers``
+CPUs and stopped at the end; ``address="auto"`` joins the cluster of ``ray start`` on this
+machine, ``"ray://head:10001"`` a remote one (the store's directory must then be on a file
+system every node mounts, and the data must be readable there).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import OptionError, UnsupportedError
+
+#: Actor names are ``f"{ACTOR_PREFIX}{i}"`` (in the job's namespace), for monitoring.
+ACTOR_PREFIX = "crosslens-worker-"
+
+
+class _Worker:
+    """A Ray actor: the model, the job and the store's writer, set up once."""
+
+    def __init__(self, model: Any, job: Any, path: str) -> None:
+        from ..api import explain
+        from ..backends import get_backend
+        from .store import StoreWriter
+        self.model, self.job, self.explain = model, job, explain
+        self.backend = get_backend(model)
+        self.writer = StoreWriter.attach(Path(path), job.shard)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, k: int) -> int:
+        self.writer.write(k, self.job.shard_values(self.model, self.backend, self.explain, k))
+        return k
+
+
+def run_shards(model: Any, job: Any, path: Path, pending: list[int], bar: Any, *,
+               address: str | None, workers: int) -> None:
+    """Explain and write the ``pending`` shards with Ray actors."""
+    try:
+        import ray
+    except ImportError:
+        raise UnsupportedError("engine='ray' needs Ray: pip install 'crosslens[ray]'") from None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise OptionError(f"workers must be an integer >= 1, got {workers!r}")
+    started = not ray.is_initialized()
+    if started:
+        if address is None:  # a private cluster on this machine, loopback only
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1", configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        remote = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=2)(_Worker)
+        model_ref, job_ref = ray.put(model), ray.put(job)
+        actors = [remote.options(num_cpus=1, name=f"{ACTOR_PREFIX}{i}").remote(
+            model_ref, job_ref, str(path)) for i in range(min(workers, len(pending)))]
+        queue = list(pending)
+        running = {}
+        for actor in actors:
+            if queue:
+                running[actor.run.remote(queue.pop(0))] = actor
+        while running:
+            finished, _ = ray.wait(list(running), num_returns=1)
+            actor = running.pop(finished[0])
+            k = ray.get(finished[0])
+            bar.update(job.size(k))
+            if queue:
+                running[actor.run.remote(queue.pop(0))] = actor
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    finally:
+        if started:
+            ray.shutdown()
