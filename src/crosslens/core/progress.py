@@ -15,19 +15,25 @@ from .chunking import chunks as _chunks
 
 
 class _SimpleBar:
-    """``\\r``-redrawn text bar on stderr, at most ~10 redraws per second."""
+    """``\\r``-redrawn text bar on stderr with throughput and time left, at most ~10
+    redraws per second."""
 
     def __init__(self, total: int, desc: str) -> None:
         self.total, self.desc, self.n, self._last = max(int(total), 1), desc, 0, 0.0
+        self._start, self._first = time.monotonic(), 0
 
     def update(self, n: int = 1) -> None:
+        if self.n == 0 and n and time.monotonic() - self._start < 1e-3:
+            self._first = n  # already done when the bar starts (a resumed run)
         self.n += n
         now = time.monotonic()
         if now - self._last >= 0.1 or self.n >= self.total:
             self._last = now
             done = int(30 * self.n / self.total)
+            rate = (self.n - self._first) / max(now - self._start, 1e-9)
+            left = f", {(self.total - self.n) / rate:.0f} s left" if rate > 0 else ""
             sys.stderr.write(f"\r{self.desc} [{'#' * done}{'.' * (30 - done)}] "
-                             f"{self.n}/{self.total}")
+                             f"{self.n}/{self.total} ({rate:.3g}/s{left})")
             sys.stderr.flush()
 
     def close(self) -> None:
