@@ -183,13 +183,13 @@ def dataset_run(out: str, log=print) -> Any:
                                layers=["conv3"], out=out, batch_size=64)
     table = store.table().to_pydict()
     accuracy = sum(table["correct"]) / len(table["correct"])
-    means, counts = store.class_mean("integrated_gradients")
+    classes, means, counts = store.class_mean("integrated_gradients")
     magnitude = np.abs(means).reshape(len(means), -1)
     on_patch = magnitude[:, data.mask.reshape(-1)].sum(1) / magnitude.sum(1)
     log(f"dataset store: {store} ({time.perf_counter() - start:.0f} s); accuracy "
         f"{accuracy:.3f}, samples per class {counts.tolist()}; share of the mean |IG| on "
         f"the watermark ({data.mask.mean():.1%} of the pixels) per class: "
-        + ", ".join(f"{c}: {v:.0%}" for c, v in enumerate(on_patch))
+        + ", ".join(f"{c}: {v:.0%}" for c, v in zip(classes, on_patch))
         + f" (class {data.patch_class} carries it); read it with cl.open_store({out!r})")
     return store
 

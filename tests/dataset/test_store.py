@@ -80,7 +80,8 @@ def test_reductions_equal_numpy_on_the_stored_arrays(run):
     store, x, labels = run
     for method in METHODS:
         values = store.attributions(method).astype(np.float64)
-        mean, count = store.class_mean(method)
+        classes, mean, count = store.class_mean(method)
+        np.testing.assert_array_equal(classes, np.arange(5))
         for c in range(5):
             np.testing.assert_allclose(mean[c], values[labels == c].mean(0), rtol=1e-5)
             assert count[c] == (labels == c).sum()

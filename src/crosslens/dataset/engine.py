@@ -175,7 +175,7 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
                 bar.update(job.size(k))
     finally:
         bar.close()
-    _finalize(writer, manifest, plan, resolved, n, shard, top_activations, n_outputs)
+    _finalize(writer, manifest, plan, resolved, n, shard, top_activations)
     return Store(path)
 
 
@@ -202,23 +202,36 @@ class Job:
 def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out, float16,
            full_maps, memory_budget) -> dict[str, np.ndarray]:
     """Every array of one shard."""
-    with backend.session(parse_budget(memory_budget)):
-        native = backend.prepare(x)
-        outputs = np.asarray(backend.ops.to_numpy(backend.forward(native)), np.float64)
-        acts = {name: np.asarray(backend.ops.to_numpy(value), np.float32)
-                for name, value in backend.activations(native, layers).items()}
-        kind = backend.output_activation()
-    predictions = predicted_classes(outputs, kind)
     labels = np.full(len(x), -1, np.int64) if y is None else np.asarray(y, np.int64)
-    if isinstance(target, str) and target == "predicted":
-        classes = predictions
-    elif isinstance(target, str) and target == "label":
-        classes = labels
+    if isinstance(target, str) and target in ("predicted", "label"):
+        spec_target: Any = "predicted" if target == "predicted" else labels
     elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        classes = np.full(len(x), int(target), np.int64)
+        spec_target = np.full(len(x), int(target), np.int64)
     else:
         raise OptionError(f"target must be 'predicted', 'label' or a class index; got "
                           f"{target!r}")
+    done: dict[str, np.ndarray] = {}
+    outputs = None
+    name, options = plan[0]
+    spec = get_method(name)
+    if spec.batch_coupling is None and not spec.targetless:
+        # the first method's own pass gives the outputs: no extra forward pass
+        first = explain(model, x, name, target=spec_target, seed=seed, progress=False,
+                        memory_budget=memory_budget, **options)
+        done[name] = np.asarray(first.attributions)
+        outputs = None if first.outputs is None else np.asarray(first.outputs, np.float64)
+    acts: dict[str, np.ndarray] = {}
+    with backend.session(parse_budget(memory_budget)):
+        if outputs is None or layers:  # one more pass only when something needs it
+            native = backend.prepare(x)
+            if outputs is None:
+                outputs = np.asarray(backend.ops.to_numpy(backend.forward(native)), np.float64)
+            if layers:
+                acts = {name: np.asarray(backend.ops.to_numpy(value), np.float32)
+                        for name, value in backend.activations(native, layers).items()}
+        kind = backend.output_activation()
+    predictions = predicted_classes(outputs, kind)
+    classes = predictions if isinstance(spec_target, str) else spec_target
     if outputs.shape[1] == 1:  # one output: class 1 scores it, class 0 its negation
         scores = np.where(classes == 0, -outputs[:, 0], outputs[:, 0])
     else:
@@ -230,7 +243,9 @@ def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out
     for name, options in plan:
         spec = get_method(name)
         target_arg = None if spec.targetless else classes
-        if spec.batch_coupling == "draws":
+        if name in done:
+            attributions = done[name]
+        elif spec.batch_coupling == "draws":
             parts = [explain(model, x[i:i + 1], name,
                              target=None if target_arg is None else target_arg[i:i + 1],
                              seed=_sample_seed(seed, int(ids[i])), memory_budget=memory_budget,
@@ -254,26 +269,24 @@ def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out
 
 
 def _finalize(writer: StoreWriter, manifest: dict, plan, layers, n: int, shard: int,
-              top: int, n_outputs: int) -> None:
+              top: int) -> None:
     """Reductions and the table, streamed from the stored shards."""
     labels = writer.read("labels", 0, n)
     by = labels if (labels >= 0).all() else writer.read("predictions", 0, n)
-    n_classes = max(int(by.max()) + 1, n_outputs if n_outputs > 1 else 2)
+    classes, rows = np.unique(by, return_inverse=True)  # only the classes that occur
+    counts = np.bincount(rows, minlength=len(classes))
     for name, _ in plan:
         key = f"attributions/{name}"
-        sums, counts = None, np.zeros(n_classes, np.int64)
+        sums = None
         for a in range(0, n, shard):
             block = writer.read(key, a, min(n, a + shard)).astype(np.float64)
-            cls = by[a:a + len(block)]
             if sums is None:
-                sums = np.zeros((n_classes,) + block.shape[1:])
-            np.add.at(sums, cls, block)
-            counts += np.bincount(cls, minlength=n_classes)
-        shape = (n_classes,) + (1,) * (sums.ndim - 1)
-        mean = np.divide(sums, counts.reshape(shape), out=np.zeros_like(sums),
-                         where=counts.reshape(shape) > 0)
+                sums = np.zeros((len(classes),) + block.shape[1:])
+            np.add.at(sums, rows[a:a + len(block)], block)
+        mean = sums / counts.reshape((len(classes),) + (1,) * (sums.ndim - 1))
         writer.put(f"reductions/{key}/class_mean", mean.astype(np.float32))
-        writer.put(f"reductions/{key}/class_count", counts)
+        writer.put(f"reductions/{key}/class_count", counts.astype(np.int64))
+        writer.put(f"reductions/{key}/classes", classes.astype(np.int64))
     for name in layers:
         base = f"activations/{name}"
         total = total_sq = None

@@ -27,20 +27,26 @@ ACTOR_PREFIX = "crosslens-worker-"
 
 
 class _Worker:
-    """A Ray actor: the model, the job and the store's writer, set up once."""
+    """A Ray actor: the model, the job and the store's writer, set up on its first shard
+    (again after a restart). They come as object references wrapped in a list, which Ray
+    does not resolve per call: the model is fetched once per actor process."""
 
-    def __init__(self, model: Any, job: Any, path: str) -> None:
-        from ..api import explain
-        from ..backends import get_backend
-        from .store import StoreWriter
-        self.model, self.job, self.explain = model, job, explain
-        self.backend = get_backend(model)
-        self.writer = StoreWriter.attach(Path(path), job.shard)
+    def __init__(self, path: str) -> None:
+        self.path, self.model = path, None
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, k: int) -> int:
+    def run(self, k: int, refs: list) -> int:
+        if self.model is None:
+            import ray
+
+            from ..api import explain
+            from ..backends import get_backend
+            from .store import StoreWriter
+            self.model, self.job = ray.get(refs)
+            self.explain, self.backend = explain, get_backend(self.model)
+            self.writer = StoreWriter.attach(Path(self.path), self.job.shard)
         self.writer.write(k, self.job.shard_values(self.model, self.backend, self.explain, k))
         return k
 
@@ -63,21 +69,21 @@ def run_shards(model: Any, job: Any, path: Path, pending: list[int], bar: Any, *
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
         remote = ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=2)(_Worker)
-        model_ref, job_ref = ray.put(model), ray.put(job)
-        actors = [remote.options(num_cpus=1, name=f"{ACTOR_PREFIX}{i}").remote(
-            model_ref, job_ref, str(path)) for i in range(min(workers, len(pending)))]
+        refs = [ray.put(model), ray.put(job)]
+        actors = [remote.options(num_cpus=1, name=f"{ACTOR_PREFIX}{i}").remote(str(path))
+                  for i in range(min(workers, len(pending)))]
         queue = list(pending)
         running = {}
         for actor in actors:
             if queue:
-                running[actor.run.remote(queue.pop(0))] = actor
+                running[actor.run.remote(queue.pop(0), refs)] = actor
         while running:
             finished, _ = ray.wait(list(running), num_returns=1)
             actor = running.pop(finished[0])
             k = ray.get(finished[0])
             bar.update(job.size(k))
             if queue:
-                running[actor.run.remote(queue.pop(0))] = actor
+                running[actor.run.remote(queue.pop(0), refs)] = actor
         for actor in actors:
             ray.kill(actor, no_restart=True)
     finally:

@@ -16,8 +16,9 @@ Layout of ``DIR``::
     table.parquet        id, label, prediction, correct, target, score, top-k (Parquet)
 
 Reductions (computed from the shards when the run completes, so a resumed run writes the
-same): ``reductions/attributions/<method>/class_mean`` (classes, *sample) and
-``class_count`` (by true label where labels exist, else by prediction);
+same): ``reductions/attributions/<method>/classes``, ``class_mean`` (classes, *sample) and
+``class_count`` for the classes that occur (by true label where every sample has one, else
+by prediction);
 ``reductions/activations/<layer>/{mean,std}`` (C,) over samples of the pooled means,
 ``top_ids``, ``top_values``, ``top_positions`` (C, K): the samples whose channel maximum is
 largest, and where in the map it is.
@@ -155,11 +156,14 @@ class Store:
         ids, values, positions = ids[keep], values[keep], positions[keep]
         return (ids[:k], values[:k], positions[:k]) if k else (ids, values, positions)
 
-    def class_mean(self, method: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-class mean attribution of ``method`` and the sample count per class."""
+    def class_mean(self, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The classes that occur (by label where every sample has one, else by
+        prediction), the mean attribution of ``method`` over each class's samples, and
+        their counts."""
         self._require_complete("class_mean()")
         base = f"reductions/attributions/{method}"
-        return self._array(f"{base}/class_mean"), self._array(f"{base}/class_count")
+        return (self._array(f"{base}/classes"), self._array(f"{base}/class_mean"),
+                self._array(f"{base}/class_count"))
 
     def channel_stats(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation over samples of each channel's pooled mean."""
