@@ -115,14 +115,14 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     n = len(source)
     if n == 0:
         raise OptionError("the data set is empty")
-    first, _ = source.read(0, 1)
+    first, first_labels = source.read(0, 1)
     resolved = [backend.resolve_layer(layer) for layer in layers]
     with backend.session(parse_budget(memory_budget)):
         native = backend.prepare(first)
         n_outputs = int(np.asarray(backend.ops.to_numpy(backend.forward(native))).shape[-1])
         layer_shapes = {name: tuple(int(s) for s in np.asarray(backend.ops.to_numpy(v)).shape[1:])
                         for name, v in backend.activations(native, resolved).items()}
-    if target == "label" and source.read(0, 1)[1] is None:
+    if target == "label" and first_labels is None:
         raise OptionError("target='label' needs labels: this data set has none (pass "
                           "labels= or use target='predicted')")
     dtype = "float16" if float16 else "float32"
@@ -133,8 +133,8 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
         "top_classes": ((n, k_out), "int64"), "top_scores": ((n, k_out), "float64")}
     # one sample through everything first: options are checked before anything is
     # written, and each method's attribution shape is known
-    probe = _shard(model, backend, explain, first, source.read(0, 1)[1], np.arange(1), plan,
-                   resolved, target, int(seed), k_out, float16, False, memory_budget)
+    probe = _shard(model, backend, explain, first, first_labels, np.arange(1), plan, resolved,
+                   target, int(seed), k_out, float16, False, memory_budget)
     for name, _ in plan:
         specs[f"attributions/{name}"] = ((n,) + probe[f"attributions/{name}"].shape[1:], dtype)
     for name in resolved:
@@ -160,8 +160,7 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     path = Path(out)
     writer = StoreWriter(path, manifest, specs, shard, resume)
     pending = [k for k in range(manifest["shards"]) if not writer.done(k)]
-    bar = progress_bar(n, f"explain_dataset → {path}",
-                       wanted(progress, len(pending)) if progress is None else progress)
+    bar = progress_bar(n, f"explain_dataset → {path}", wanted(progress, len(pending)))
     bar.update(n - sum(min(shard, n - k * shard) for k in pending))
     job = Job(source, plan, resolved, target, int(seed), k_out, float16, full_maps,
               memory_budget, shard, n)
