@@ -341,3 +341,12 @@ def test_every_rule_on_a_dense_net_equals_numpy(rule):
                                           if rule != "zbox" else relevance.zbox_rule(-3.0, 3.0)})
         got = np.asarray(out.attributions)
         assert np.abs(got - want).max() <= 1e-8 * np.abs(want).max(), (rule, kind)
+
+
+def test_a_batch_norm_without_running_statistics_is_named_not_merged():
+    import torch
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(
+        2, track_running_stats=False), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(72, 2)).eval()
+    with pytest.raises(UnsupportedError, match=r"'1' \(BatchNorm2d\) has no rule"):
+        cl.explain(model, np.ones((2, 1, 8, 8), np.float32), "lrp", target=0)

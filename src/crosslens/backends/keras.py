@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+import functools
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -717,6 +718,7 @@ def _relu_override(backend: KerasBackend, rule: Rule):
 
 # --- relevance propagation (crosslens.core.relevance) --------------------------------------
 
+@functools.cache
 def _kinds() -> list[tuple[tuple[type, ...], str]]:
     L = keras.layers
     names = {
@@ -834,7 +836,7 @@ class _KerasLayerCall:
         return out + bias
 
 
-def _relevance_call(name: str, layer: Any, call: Any, rule: Any, ops: ArrayOps, norm: Any,
+def _relevance_call(layer: Any, call: Any, rule: Any, ops: ArrayOps, norm: Any,
                     fused_rule: str):
     def patched(*args, **kwargs):
         if rule == relevance.MERGED:
@@ -862,7 +864,7 @@ def _relevance_rules(backend: KerasBackend, rules: relevance.RelevanceRules):
     assigned = {name: rule for name, rule in rules.assignments if rule != relevance.GRADIENT}
     return _calls_patched(
         {name: backend._layers[name] for name in assigned},
-        lambda name, call: _relevance_call(name, backend._layers[name], call, assigned[name],
+        lambda name, call: _relevance_call(backend._layers[name], call, assigned[name],
                                            backend.ops, norms.get(name), rules.activation))
 
 
@@ -907,7 +909,7 @@ def _rescale_override(backend: KerasBackend, rule: Rule):
                                         for op in _ELEMENTWISE_OPS})
 
 
-def _reveal_cancel_call(name: str, layer: Any, call: Any, activation: Any, ops: ArrayOps,
+def _reveal_cancel_call(layer: Any, call: Any, activation: Any, ops: ArrayOps,
                         norm: Any):
     """A paired or fused-activation dense / conv layer's call under RevealCancel, or (with
     ``activation`` None) a paired activation layer passing the gradient, or a merged batch
@@ -941,7 +943,7 @@ def _reveal_cancel_rules(backend: KerasBackend, rules: relevance.RevealCancelRul
 
     def wrap(name, call):
         act = activations.get(name)
-        return _reveal_cancel_call(name, wrapped[name], call,
+        return _reveal_cancel_call(wrapped[name], call,
                                    None if act is None else _original_call(act),
                                    backend.ops, norms.get(name))
     with _calls_patched(wrapped, wrap), _rescale_override(backend, RESCALE):

@@ -511,14 +511,8 @@ class TorchBackend(Backend):
                     last_leaf[:] = [type(module).__name__, output]
             return hook
 
-        handles = [m.register_forward_hook(record(n, not any(True for _ in m.children())))
-                   for n, m in self._modules.items()]
-        try:
-            with torch.no_grad():
-                out = self._run(x1)
-        finally:
-            for handle in handles:
-                handle.remove()
+        out = self._hooked_run(x1, {n: record(n, not any(True for _ in m.children()))
+                                    for n, m in self._modules.items()})
         # what the model's last operation is, when its output is that of a known layer
         final = None
         if last_leaf and last_leaf[1] is out:
@@ -550,15 +544,25 @@ class TorchBackend(Backend):
                               "they arise in the model's code before it"))
             return hook
 
-        leaves = {n: m for n, m in self._modules.items() if not any(True for _ in m.children())}
-        handles = [m.register_forward_hook(check(n)) for n, m in leaves.items()]
+        self._hooked_run(x1, {n: check(n) for n, m in self._modules.items()
+                              if not any(True for _ in m.children())})
+        return found[0] if found else None
+
+    def _hooked_run(self, x1: torch.Tensor, hooks: dict[str, Any],
+                    pre_hooks: dict[str, Any] | None = None) -> Any:
+        """One forward pass without gradients with temporary forward (pre-)hooks on the
+        named modules, removed afterwards; the model's outputs."""
+        handles = []
         try:
+            for name, hook in (pre_hooks or {}).items():
+                handles.append(self._modules[name].register_forward_pre_hook(hook))
+            for name, hook in hooks.items():
+                handles.append(self._modules[name].register_forward_hook(hook))
             with torch.no_grad():
-                self._run(x1)
+                return self._run(x1)
         finally:
             for handle in handles:
                 handle.remove()
-        return found[0] if found else None
 
     def _gradient(self, x, target, wrt, rule, capture, replace):
         layers = set(capture) | set(replace or {})
@@ -818,6 +822,8 @@ _ROUTING = (torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity, torch.nn.Dr
 
 
 def _relevance_kind(module: torch.nn.Module) -> str | None:
+    if isinstance(module, _BATCH_NORMS) and module.running_mean is None:
+        return None  # normalizes by each batch's statistics: not a fixed affine map
     for types, kind in ((_LINEAR, relevance.LINEAR), (_BATCH_NORMS, relevance.BATCH_NORM),
                         (_AVERAGES, relevance.AVERAGE), (_ACTIVATIONS, relevance.ACTIVATION),
                         (_ROUTING, relevance.ROUTING)):
@@ -1054,14 +1060,7 @@ def _find_relevance_layers(backend: TorchBackend, x1: torch.Tensor) -> list:
     known = (relevance.LINEAR, relevance.BATCH_NORM, relevance.AVERAGE, relevance.ACTIVATION)
     leaves = {n: m for n, m in backend._modules.items()
               if not any(True for _ in m.children()) or _relevance_kind(m) in known}
-    handles = [m.register_forward_pre_hook(before(n)) for n, m in leaves.items()]
-    handles += [m.register_forward_hook(after(n)) for n, m in leaves.items()]
-    try:
-        with torch.no_grad():
-            backend._run(x1)
-    finally:
-        for handle in handles:
-            handle.remove()
+    backend._hooked_run(x1, {n: after(n) for n in leaves}, {n: before(n) for n in leaves})
     return relevance.layer_infos(order, {n: (_relevance_kind(m), type(m).__name__)
                                 for n, m in leaves.items()}, follows)
 

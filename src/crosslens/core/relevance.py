@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import OptionError
+from .errors import OptionError, UnsupportedError
 from .names import unknown_name_message
 from .rules import Rule, register_rule
 
@@ -41,7 +41,6 @@ AVERAGE = "average"          # average pooling (global too): the sum rule
 SUM = "sum"                  # additions of branches (residual connections): the sum rule
 ACTIVATION = "activation"    # elementwise activations: relevance passes unchanged
 ROUTING = "routing"          # flatten, reshape, dropout, max pooling, padding: the gradient
-KINDS = (LINEAR, BATCH_NORM, AVERAGE, SUM, ACTIVATION, ROUTING)
 
 
 # --- rules --------------------------------------------------------------------------------
@@ -327,19 +326,22 @@ def reveal_cancel_output(call: LayerCall, activation: Callable[[Native], Native]
     def f(v: Native) -> Native:
         return sg(activation(v))
 
-    up = sg(lin(rising, w_up) + lin(falling, w_down))      # Δz+
-    down = sg(lin(rising, w_down) + lin(falling, w_up))    # Δz-
-    y0, y1 = f(z0), f(z1)
-    m_up = _slope(ops, 0.5 * (f(z0 + up) - y0) + 0.5 * (y1 - f(z0 + down)), up, eps)
-    m_down = _slope(ops, 0.5 * (f(z0 + down) - y0) + 0.5 * (y1 - f(z0 + up)), down, eps)
     first_inputs, _ = ops.halves(call.inputs)
     carrier = _zero_with_gradient(ops, first_inputs)
     zero = ops.zeros_like(da)
     is_up = ops.where(da > 0, zero + 1.0, zero)
     is_down = ops.where(da < 0, zero + 1.0, zero)
+    # one evaluation per term gives Δz± in value and, through the carrier, the gradient
+    # (the same inputs as in relevance_output: value Δa±, gradient the sign's mask)
+    rising, falling = rising + carrier * is_up, falling + carrier * is_down
+    up_terms = lin(rising, w_up) + lin(falling, w_down)      # Δz+
+    down_terms = lin(rising, w_down) + lin(falling, w_up)    # Δz-
+    up, down = sg(up_terms), sg(down_terms)
+    y0, y1 = f(z0), f(z1)
+    m_up = _slope(ops, 0.5 * (f(z0 + up) - y0) + 0.5 * (y1 - f(z0 + down)), up, eps)
+    m_down = _slope(ops, 0.5 * (f(z0 + down) - y0) + 0.5 * (y1 - f(z0 + up)), down, eps)
     still = 1.0 - is_up - is_down
-    moved = ((lin(carrier * is_up, w_up) + lin(carrier * is_down, w_down)) * sg(m_up)
-             + (lin(carrier * is_up, w_down) + lin(carrier * is_down, w_up)) * sg(m_down)
+    moved = ((up_terms - up) * sg(m_up) + (down_terms - down) * sg(m_down)
              + lin(carrier * still, call.weight) * sg(0.5 * (m_up + m_down)))
     return ops.concat([z1 + moved, z0])
 
@@ -351,7 +353,7 @@ class LayerInfo:
     """A layer as a backend reports it for relevance propagation."""
 
     name: str
-    kind: str | None  # one of KINDS; None: no rule applies (an error unless mapped)
+    kind: str | None  # LINEAR, ..., ROUTING above; None: no rule applies (an error unless mapped)
     type: str         # the framework's class name ("Conv2d", "Dense")
     #: the dense / conv layer whose output this batch norm or activation takes directly
     #: (through a batch norm merged into it, for an activation): merges and pairings
@@ -492,7 +494,6 @@ def resolve(layers: Sequence[LayerInfo], chosen: Composite,
     """Assign a rule to every layer: ``mapping`` (layer name or type name -> rule) first,
     then the composite by kind. A layer with no applicable rule raises an error naming
     it and its type."""
-    from .errors import UnsupportedError
     mapping = dict(mapping or {})
     stabilizer = chosen.sum.epsilon
     assignments: list[tuple[str, LayerRule | str]] = []

@@ -117,32 +117,19 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
         raise OptionError("the data set is empty")
     first, first_labels = source.read(0, 1)
     resolved = [backend.resolve_layer(layer) for layer in layers]
-    with backend.session(parse_budget(memory_budget)):
-        native = backend.prepare(first)
-        n_outputs = int(np.asarray(backend.ops.to_numpy(backend.forward(native))).shape[-1])
-        layer_shapes = {name: tuple(int(s) for s in np.asarray(backend.ops.to_numpy(v)).shape[1:])
-                        for name, v in backend.activations(native, resolved).items()}
     if target == "label" and first_labels is None:
         raise OptionError("target='label' needs labels: this data set has none (pass "
                           "labels= or use target='predicted')")
-    dtype = "float16" if float16 else "float32"
-    k_out = min(top_k, n_outputs)
-    specs: dict[str, tuple[tuple, str]] = {
-        "ids": ((n,), "int64"), "labels": ((n,), "int64"), "predictions": ((n,), "int64"),
-        "target_classes": ((n,), "int64"), "target_scores": ((n,), "float64"),
-        "top_classes": ((n, k_out), "int64"), "top_scores": ((n, k_out), "float64")}
     # one sample through everything first: options are checked before anything is
-    # written, and each method's attribution shape is known
+    # written, and every array's shape is known
     probe = _shard(model, backend, explain, first, first_labels, np.arange(1), plan, resolved,
-                   target, int(seed), k_out, float16, False, memory_budget)
-    for name, _ in plan:
-        specs[f"attributions/{name}"] = ((n,) + probe[f"attributions/{name}"].shape[1:], dtype)
-    for name in resolved:
-        channels = _channels(layer_shapes[name], backend.layer_layout)
-        for kind, kind_dtype in (("mean", "float32"), ("max", "float32"), ("argmax", "int64")):
-            specs[f"activations/{name}/{kind}"] = ((n, channels), kind_dtype)
-        if full_maps:
-            specs[f"activations/{name}/maps"] = ((n,) + layer_shapes[name], "float32")
+                   target, int(seed), top_k, float16, True, memory_budget)
+    k_out = probe["top_classes"].shape[1]  # top_k, or fewer outputs
+    dtype = "float16" if float16 else "float32"
+    specs = {key: ((n,) + value.shape[1:], value.dtype.str) for key, value in probe.items()
+             if full_maps or not key.endswith("/maps")}
+    specs.update({f"attributions/{name}": ((n,) + probe[f"attributions/{name}"].shape[1:],
+                                           dtype) for name, _ in plan})
     if full_maps:
         total = sum(int(np.prod(specs[f"activations/{nm}/maps"][0])) * 4 for nm in resolved)
         print(f"crosslens: full activation maps of {len(resolved)} layer(s) take "
@@ -365,12 +352,6 @@ def _methods(methods: Any) -> list[tuple[str, dict]]:
     if not plan:
         raise OptionError("explain_dataset needs at least one method")
     return plan
-
-
-def _channels(shape: tuple, layout: str | None) -> int:
-    if len(shape) == 1:
-        return shape[0]
-    return shape[0] if layout == "channels_first" else shape[-1]
 
 
 def _positions_last(act: np.ndarray, layout: str | None) -> np.ndarray:

@@ -63,8 +63,6 @@ def deeplift(ctx: Context, *, baseline: Any = 0.0, rule: str = "rescale",
     With ``layer=`` the attributions are those of the layer's output:
     ``multiplier * (a(x) - a(x0))``.
     """
-    if rule not in RULES:
-        raise OptionError(unknown_name_message("DeepLIFT rule", str(rule), list(RULES)))
     base = make_baseline(ctx, baseline, blur_sigma)
     values, delta = _deeplift(ctx, base, rule)
     return MethodResult(values, layer=ctx.layer, info={"delta": delta, "rule": rule})
@@ -88,8 +86,6 @@ def deeplift_shap(ctx: Context, *, baselines: Any = "zeros", rule: str = "rescal
     blur_sigma
         Gaussian sigma in pixels of the ``"blur"`` baseline.
     """
-    if rule not in RULES:
-        raise OptionError(unknown_name_message("DeepLIFT rule", str(rule), list(RULES)))
     candidates = _distribution(ctx, baselines, blur_sigma)
     total, deltas = None, []
     for base in candidates:
@@ -119,6 +115,8 @@ def _reveal_cancel(ctx: Context) -> relevance.RevealCancelRules:
 def _deeplift(ctx: Context, base: Any, rule: str) -> tuple[Any, np.ndarray]:
     """Attributions against one baseline batch, and the per-sample summation-to-delta gap
     ``sum(attributions) - (f(x) - f(x0))``."""
+    if rule not in RULES:
+        raise OptionError(unknown_name_message("DeepLIFT rule", str(rule), list(RULES)))
     ops, n = ctx.ops, ctx.n
     target = ctx.fixed_target()
     backward = RESCALE if rule == "rescale" else _reveal_cancel(ctx)
