@@ -641,7 +641,10 @@ def _input_dtype(model: Any) -> str:
             return str(inputs[0].dtype)
     except (AttributeError, ValueError):
         pass
-    for layer in getattr(model, "layers", [])[:2]:  # e.g. a subclassed model's first layer
+    # e.g. a subclassed model's first layer, or the embedding after an integer input
+    computing = [layer for layer in getattr(model, "layers", [])
+                 if not isinstance(layer, keras.layers.InputLayer)]
+    for layer in computing[:2]:
         dtype = getattr(layer, "compute_dtype", None)
         if dtype and "float" in dtype:
             return dtype

@@ -275,6 +275,34 @@ class TorchBackend(Backend):
     def layer_names(self) -> list[str]:
         return list(self._modules)
 
+    def channel_axes(self, x) -> dict[str, int]:
+        """Per-sample channel axis of every layer output (see the base class). Maps and
+        vectors have channels first; a sequence ``(A, B)`` has them first after a 1-D
+        convolution, pooling or batch norm (``(C, L)``), last after a layer with weights of
+        its own (Linear, Embedding, LayerNorm, attention blocks: ``(T, D)``), and as its
+        input after a weightless one (ReLU, Dropout, a container: the latest output of
+        the same shape before it)."""
+        counts = self.call_counts(x)
+        axes: dict[str, int] = {}
+        latest: dict[tuple, int] = {}
+        for name, k, shape in self.layer_calls(x):
+            if shape is None:
+                continue
+            if len(shape) != 2:
+                axis = 0
+            else:
+                module = self._modules[name]
+                if isinstance(module, _CHANNELS_FIRST_1D):
+                    axis = 0
+                elif any(True for _ in module.children()) or not any(
+                        True for _ in module.parameters(recurse=False)):
+                    axis = latest.get(shape, 0)
+                else:
+                    axis = 1
+            latest[shape] = axis
+            axes[name if counts[name] == 1 else f"{name}#{k}"] = axis
+        return axes
+
     def layer_object(self, name: str) -> torch.nn.Module:
         """The module called ``name`` (for ``"name#k"``, the module)."""
         return self._modules[self.resolve_layer(name).split("#")[0]]
@@ -802,6 +830,12 @@ def _rescaled(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # --- relevance propagation (crosslens.core.relevance) --------------------------------------
 
+#: Modules whose ``(N, A, B)`` outputs are ``(N, C, L)``, channels first.
+_CHANNELS_FIRST_1D = tuple(getattr(torch.nn, n) for n in (
+    "Conv1d", "ConvTranspose1d", "BatchNorm1d", "InstanceNorm1d", "GroupNorm", "MaxPool1d",
+    "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "LPPool1d", "Dropout1d",
+    "ConstantPad1d", "ReflectionPad1d", "ReplicationPad1d", "ZeroPad1d", "CircularPad1d",
+    "Upsample", "MaxUnpool1d") if hasattr(torch.nn, n))
 _LINEAR = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 _BATCH_NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
 _AVERAGES = (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AvgPool3d,

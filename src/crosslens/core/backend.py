@@ -707,6 +707,15 @@ class Backend(abc.ABC):
         return {(name if counts[name] == 1 else f"{name}#{k}"): shape
                 for name, k, shape in self.layer_calls(x) if shape is not None}
 
+    def channel_axes(self, x: Native) -> dict[str, int]:
+        """The per-sample axis of the channels (features) of every output of
+        :meth:`layer_shapes`: ``0`` for channels-first maps and vectors, the last axis for
+        channels-last ones. Sequences ``(T, C)`` / ``(C, T)`` depend on the layer in
+        frameworks whose layers differ (PyTorch: Conv1d vs Linear / Embedding)."""
+        first = self.layer_layout == "channels_first"
+        return {name: 0 if first or len(shape) < 2 else len(shape) - 1
+                for name, shape in self.layer_shapes(x).items()}
+
     def spatial_layers(self, x: Native) -> list[str]:
         """Layer outputs with an image-like shape (rank 4, more than one spatial position),
         in execution order: the candidates for class activation maps."""

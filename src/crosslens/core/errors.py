@@ -60,3 +60,8 @@ class ModelError(CrosslensError, RuntimeError):
 
 class LoadError(CrosslensError, ValueError):
     """A model could not be loaded from a path or a ``module:callable`` reference."""
+
+
+class ModalityError(CrosslensError, ValueError):
+    """Data that do not fit the modality asked for (image, text, tabular, series), or a
+    view that the data's modality does not have (a channel's spatial map of a table)."""

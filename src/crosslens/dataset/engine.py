@@ -10,6 +10,13 @@ LIME) run one sample at a time with a seed derived from ``(seed, sample id)``, s
 result depends on how the data is cut into shards or which engine runs it; methods that
 compare the samples of a batch (feature permutation) are refused.
 
+Any modality (:mod:`crosslens.modalities.kinds`): images, feature tables ``(N, F)``,
+series ``(N, C, T)`` / ``(N, T, C)``, and token ids ``(N, T)`` of text models, whose methods
+are the text methods of :func:`crosslens.explain_text` (gradient methods attribute at
+the embedding) and whose stored attributions are its per-token scores ``(N, T)``. Layer
+activations are pooled over every position but the layer's channel axis
+(``Backend.channel_axes``: maps, sequences of either layout, vectors).
+
 A shard's arrays are written first and its marker (``shards/<k>.done``) last, atomically:
 a run killed at any moment leaves whole shards and at most one shard without its marker,
 which ``resume=True`` recomputes. Reductions and the table are written when every shard
@@ -20,7 +27,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +53,10 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
                     top_activations: int = 9, float16: bool = False,
                     full_maps: bool = False, memory_budget: Any = None,
                     progress: bool | None = None, address: str | None = None,
-                    workers: int = 2) -> Store:
+                    workers: int = 2, modality: str | None = None, tokens: Any = None,
+                    feature_names: Sequence[str] | None = None,
+                    channel_names: Sequence[str] | None = None,
+                    series_layout: str | None = None) -> Store:
     """Explain every sample of ``data`` with ``methods`` into a store at ``out``.
 
     Parameters
@@ -58,7 +69,9 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
         or a bundled set by name: ``"digits"``, ``"clever_hans"``, ``"photos"``
         (:mod:`crosslens.dataset.sources`).
     methods
-        Method names, ``(name, options)`` pairs, or a ``{name: options}`` mapping.
+        Method names, ``(name, options)`` pairs, or a ``{name: options}`` mapping; for
+        text, methods of :func:`crosslens.explain_text` (with its options: ``baseline``,
+        ``pad_id``, ``keep_ids``, ``embedding``, ...).
     layers
         Layers whose activations are stored (pooled per channel; ``full_maps`` keeps the
         maps too, whose size is printed before the run).
@@ -93,14 +106,25 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
         worker).
     address, workers
         The Ray cluster and the number of worker actors (``engine="ray"``).
+    modality
+        ``"image"``, ``"text"``, ``"tabular"``, ``"series"`` or ``None`` (detected from
+        the samples; :func:`crosslens.modalities.resolve_modality`). Recorded in the
+        manifest (``manifest["modality"]``) with the names below.
+    tokens
+        Text: a tokenizer or vocabulary; the manifest then holds the token of every id
+        that occurs (``manifest["modality"]["vocabulary"]``), next to the ``token_ids``
+        array.
+    feature_names, channel_names, series_layout
+        Tabular: one name per feature. Series: one name per channel, and the layout
+        (``"channels_first"`` ``(C, T)`` or ``"time_first"`` ``(T, C)``).
 
     Returns
     -------
     Store
         The store, opened for reading.
     """
-    from ..api import explain
     from ..backends import get_backend
+    from ..modalities.kinds import resolve_modality
     from .sources import open_source
 
     if engine not in ("local", "ray"):
@@ -108,7 +132,6 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     shard = DEFAULT_SHARD if batch_size is None else _positive_int(batch_size, "batch_size")
     top_k = _positive_int(top_k, "top_k")
     top_activations = _positive_int(top_activations, "top_activations")
-    plan = _methods(methods)
     backend = get_backend(model)
     source = open_source(data, layout=backend.layout, size=size, preprocess=preprocess,
                          labels=labels)
@@ -116,6 +139,12 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     if n == 0:
         raise OptionError("the data set is empty")
     first, first_labels = source.read(0, 1)
+    kind = resolve_modality(modality, first.shape[1:], first.dtype, backend, tokens=tokens,
+                            feature_names=feature_names, channel_names=channel_names,
+                            series_layout=series_layout)
+    text = kind.kind == "text"
+    plan = _methods(methods, text)
+    explain = _explainer(text)
     resolved = [backend.resolve_layer(layer) for layer in layers]
     if target == "label" and first_labels is None:
         raise OptionError("target='label' needs labels: this data set has none (pass "
@@ -123,13 +152,13 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
     # one sample through everything first: options are checked before anything is
     # written, and every array's shape is known
     probe = _shard(model, backend, explain, first, first_labels, np.arange(1), plan, resolved,
-                   target, int(seed), top_k, float16, True, memory_budget)
+                   target, int(seed), top_k, float16, True, memory_budget, text)
     k_out = probe["top_classes"].shape[1]  # top_k, or fewer outputs
     dtype = "float16" if float16 else "float32"
     specs = {key: ((n,) + value.shape[1:], value.dtype.str) for key, value in probe.items()
              if full_maps or not key.endswith("/maps")}
-    specs.update({f"attributions/{name}": ((n,) + probe[f"attributions/{name}"].shape[1:],
-                                           dtype) for name, _ in plan})
+    specs.update({f"attributions/{p.name}": ((n,) + probe[f"attributions/{p.name}"].shape[1:],
+                                             dtype) for p in plan})
     if full_maps:
         total = sum(int(np.prod(specs[f"activations/{nm}/maps"][0])) * 4 for nm in resolved)
         print(f"crosslens: full activation maps of {len(resolved)} layer(s) take "
@@ -138,55 +167,86 @@ def explain_dataset(model: Any, data: Any, methods: Any = ("saliency",),
         "format": FORMAT, "versions": _versions(backend.name),
         "model": {"framework": backend.name, "weights_sha256": backend.weights_digest()},
         "data": source.describe(), "samples": n, "shards": -(-n // shard),
-        "class_names": source.class_names,
-        "config": {"methods": [{"name": name, "options": _jsonable(opts)}
-                               for name, opts in plan],
+        "class_names": source.class_names, "modality": kind.describe(),
+        "channel_axes": _channel_axes(backend, first, resolved),
+        "config": {"methods": [{"name": p.name, "options": _jsonable(p.options)}
+                               for p in plan],
                    "layers": resolved, "target": _jsonable(target), "seed": int(seed),
                    "batch_size": shard, "top_k": k_out, "top_activations": top_activations,
-                   "float16": bool(float16), "full_maps": bool(full_maps)}}
+                   "float16": bool(float16), "full_maps": bool(full_maps),
+                   "modality": kind.kind}}
     path = Path(out)
     writer = StoreWriter(path, manifest, specs, shard, resume)
     pending = [k for k in range(manifest["shards"]) if not writer.done(k)]
     bar = progress_bar(n, f"explain_dataset → {path}", wanted(progress, len(pending)))
     bar.update(n - sum(min(shard, n - k * shard) for k in pending))
     job = Job(source, plan, resolved, target, int(seed), k_out, float16, full_maps,
-              memory_budget, shard, n)
+              memory_budget, shard, n, text)
     try:
         if engine == "ray":
             from .ray_engine import run_shards
             run_shards(model, job, path, pending, bar, address=address, workers=workers)
         else:
             for k in pending:
-                writer.write(k, job.shard_values(model, backend, explain, k))
+                writer.write(k, job.shard_values(model, backend, k))
                 bar.update(job.size(k))
     finally:
         bar.close()
+    if text and kind.tokens is not None:
+        manifest["modality"]["vocabulary"] = kind.vocabulary(writer.read("token_ids", 0, n))
     _finalize(writer, manifest, plan, resolved, n, shard, top_activations)
     return Store(path)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One method of a run: its canonical name, options, and how its result depends on
+    the rest of its batch (see :attr:`crosslens.core.registry.MethodSpec.batch_coupling`)."""
+
+    name: str
+    options: dict
+    coupling: str | None
+    targetless: bool
 
 
 class Job:
     """What every shard of a run needs: picklable, so Ray workers get it once."""
 
     def __init__(self, source, plan, layers, target, seed, k_out, float16, full_maps,
-                 memory_budget, shard, n) -> None:
+                 memory_budget, shard, n, text=False) -> None:
         self.source, self.plan, self.layers, self.target = source, plan, layers, target
         self.seed, self.k_out, self.float16, self.full_maps = seed, k_out, float16, full_maps
-        self.memory_budget, self.shard, self.n = memory_budget, shard, n
+        self.memory_budget, self.shard, self.n, self.text = memory_budget, shard, n, text
 
     def size(self, k: int) -> int:
         return min(self.n, (k + 1) * self.shard) - k * self.shard
 
-    def shard_values(self, model, backend, explain, k: int) -> dict[str, np.ndarray]:
+    def shard_values(self, model, backend, k: int) -> dict[str, np.ndarray]:
         a, b = k * self.shard, min(self.n, (k + 1) * self.shard)
         x, y = self.source.read(a, b)
-        return _shard(model, backend, explain, x, y, np.arange(a, b), self.plan, self.layers,
-                      self.target, self.seed, self.k_out, self.float16, self.full_maps,
-                      self.memory_budget)
+        return _shard(model, backend, _explainer(self.text), x, y, np.arange(a, b),
+                      self.plan, self.layers, self.target, self.seed, self.k_out,
+                      self.float16, self.full_maps, self.memory_budget, self.text)
+
+
+def _explainer(text: bool) -> Callable[..., Any]:
+    """:func:`crosslens.explain`, or :func:`crosslens.explain_text` for token ids."""
+    if text:
+        from ..modalities.text import explain_text
+        return explain_text
+    from ..api import explain
+    return explain
+
+
+def _stored(exp: Any) -> np.ndarray:
+    """What the store keeps of an explanation: a text explanation's per-token scores,
+    else its attributions."""
+    scores = getattr(exp, "scores", None)
+    return np.asarray(exp.attributions if scores is None else scores)
 
 
 def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out, float16,
-           full_maps, memory_budget) -> dict[str, np.ndarray]:
+           full_maps, memory_budget, text=False) -> dict[str, np.ndarray]:
     """Every array of one shard."""
     labels = np.full(len(x), -1, np.int64) if y is None else np.asarray(y, np.int64)
     if isinstance(target, str) and target in ("predicted", "label"):
@@ -198,15 +258,15 @@ def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out
                           f"{target!r}")
     done: dict[str, np.ndarray] = {}
     outputs = None
-    name, options = plan[0]
-    spec = get_method(name)
-    if spec.batch_coupling is None and not spec.targetless:
+    head = plan[0]
+    if head.coupling is None and not head.targetless:
         # the first method's own pass gives the outputs: no extra forward pass
-        first = explain(model, x, name, target=spec_target, seed=seed, progress=False,
-                        memory_budget=memory_budget, **options)
-        done[name] = np.asarray(first.attributions)
+        first = explain(model, x, head.name, target=spec_target, seed=seed, progress=False,
+                        memory_budget=memory_budget, **head.options)
+        done[head.name] = _stored(first)
         outputs = None if first.outputs is None else np.asarray(first.outputs, np.float64)
     acts: dict[str, np.ndarray] = {}
+    axes: dict[str, int] = {}
     with backend.session(parse_budget(memory_budget)):
         if outputs is None or layers:  # one more pass only when something needs it
             native = backend.prepare(x)
@@ -215,6 +275,7 @@ def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out
             if layers:
                 acts = {name: np.asarray(backend.ops.to_numpy(value), np.float32)
                         for name, value in backend.activations(native, layers).items()}
+                axes = backend.channel_axes(native)
         kind = backend.output_activation()
     predictions = predicted_classes(outputs, kind)
     classes = predictions if isinstance(spec_target, str) else spec_target
@@ -226,26 +287,27 @@ def _shard(model, backend, explain, x, y, ids, plan, layers, target, seed, k_out
     values = {"ids": ids.astype(np.int64), "labels": labels, "predictions": predictions,
               "target_classes": classes, "target_scores": scores,
               "top_classes": order, "top_scores": np.take_along_axis(outputs, order, axis=1)}
-    for name, options in plan:
-        spec = get_method(name)
-        target_arg = None if spec.targetless else classes
-        if name in done:
-            attributions = done[name]
-        elif spec.batch_coupling == "draws":
-            parts = [explain(model, x[i:i + 1], name,
-                             target=None if target_arg is None else target_arg[i:i + 1],
-                             seed=_sample_seed(seed, int(ids[i])), memory_budget=memory_budget,
-                             progress=False, **options).attributions for i in range(len(x))]
-            attributions = np.concatenate([np.asarray(p) for p in parts])
+    if text:
+        values["token_ids"] = np.asarray(x, np.int64)
+    for p in plan:
+        target_arg = None if p.targetless else classes
+        if p.name in done:
+            attributions = done[p.name]
+        elif p.coupling == "draws":
+            parts = [_stored(explain(model, x[i:i + 1], p.name,
+                                     target=None if target_arg is None else target_arg[i:i + 1],
+                                     seed=_sample_seed(seed, int(ids[i])),
+                                     memory_budget=memory_budget, progress=False, **p.options))
+                     for i in range(len(x))]
+            attributions = np.concatenate(parts)
         else:
             kwargs = {} if target_arg is None else {"target": target_arg}
-            attributions = np.asarray(explain(model, x, name, seed=seed, progress=False,
-                                              memory_budget=memory_budget, **kwargs,
-                                              **options).attributions)
-        values[f"attributions/{name}"] = attributions.astype(np.float16 if float16
-                                                             else np.float32)
+            attributions = _stored(explain(model, x, p.name, seed=seed, progress=False,
+                                           memory_budget=memory_budget, **kwargs, **p.options))
+        values[f"attributions/{p.name}"] = attributions.astype(np.float16 if float16
+                                                               else np.float32)
     for name, act in acts.items():
-        flat = _positions_last(act, backend.layer_layout)
+        flat = _positions_last(act, axes.get(name, _default_axis(backend)))
         values[f"activations/{name}/mean"] = flat.mean(axis=2)
         values[f"activations/{name}/max"] = flat.max(axis=2)
         values[f"activations/{name}/argmax"] = flat.argmax(axis=2).astype(np.int64)
@@ -261,8 +323,8 @@ def _finalize(writer: StoreWriter, manifest: dict, plan, layers, n: int, shard: 
     by = labels if (labels >= 0).all() else writer.read("predictions", 0, n)
     classes, rows = np.unique(by, return_inverse=True)  # only the classes that occur
     counts = np.bincount(rows, minlength=len(classes))
-    for name, _ in plan:
-        key = f"attributions/{name}"
+    for p in plan:
+        key = f"attributions/{p.name}"
         sums = None
         for a in range(0, n, shard):
             block = writer.read(key, a, min(n, a + shard)).astype(np.float64)
@@ -335,31 +397,64 @@ def _write_table(writer: StoreWriter, n: int, class_names: list[str] | None) -> 
 
 # --- helpers -----------------------------------------------------------------------------
 
-def _methods(methods: Any) -> list[tuple[str, dict]]:
-    """``[(canonical name, options)]`` from names, pairs or a mapping."""
+def _methods(methods: Any, text: bool = False) -> list[Planned]:
+    """The run's methods from names, pairs or a mapping (text methods for token ids)."""
     if isinstance(methods, str):
         methods = [methods]
     items = methods.items() if isinstance(methods, Mapping) else [
         m if isinstance(m, tuple) else (m, {}) for m in methods]
     plan = []
     for name, options in items:
-        spec = get_method(name)
+        options = dict(options or {})
+        if text:
+            from ..modalities.text import text_method
+            name, registered, _ = text_method(name)
+            spec = get_method(registered)
+            effective = {"doi": "gaussian", **options} if name == "smoothgrad" else options
+        else:
+            spec = get_method(name)
+            name, effective = spec.name, options
         if spec.batch_coupling == "samples":
             raise UnsupportedError(f"{spec.name} compares the samples of a batch, so a data "
                                    "set's result would depend on its shards; run it on a "
                                    "batch with cl.explain")
-        plan.append((spec.name, dict(options or {})))
+        plan.append(Planned(name, options, _coupling(spec.batch_coupling, effective),
+                            spec.targetless))
     if not plan:
         raise OptionError("explain_dataset needs at least one method")
     return plan
 
 
-def _positions_last(act: np.ndarray, layout: str | None) -> np.ndarray:
-    """``(N, C, positions)`` from a layer's values."""
+def _coupling(registered: str | None, options: dict) -> str | None:
+    """The registry's batch coupling, or ``"draws"`` for a Gaussian distribution of
+    interest (its noise is drawn for the whole batch)."""
+    doi = options.get("doi")
+    if registered is None and (doi == "gaussian" or type(doi).__name__ == "GaussianDoI"):
+        return "draws"
+    return registered
+
+
+def _channel_axes(backend: Any, x: np.ndarray, layers: list[str]) -> dict[str, int]:
+    """Per-sample channel axis of each stored layer (``Backend.channel_axes``)."""
+    if not layers:
+        return {}
+    with backend.session():
+        axes = backend.channel_axes(backend.prepare(x))
+    return {name: int(axes.get(name, _default_axis(backend))) for name in layers}
+
+
+def _default_axis(backend: Any) -> int:
+    """The channel axis of a layer output ``channel_axes`` does not list (the
+    framework's convention)."""
+    return 0 if backend.layer_layout == "channels_first" else -1
+
+
+def _positions_last(act: np.ndarray, axis: int) -> np.ndarray:
+    """``(N, C, positions)`` from a layer's values whose per-sample channel axis is
+    ``axis``."""
     if act.ndim == 2:
         return act[:, :, None]
-    if layout != "channels_first":
-        act = np.moveaxis(act, -1, 1)
+    act = np.moveaxis(act, axis % (act.ndim - 1) + 1, 1)
     return act.reshape(act.shape[0], act.shape[1], -1)
 
 

@@ -41,13 +41,12 @@ class _Worker:
         if self.model is None:
             import ray
 
-            from ..api import explain
             from ..backends import get_backend
             from .store import StoreWriter
             self.model, self.job = ray.get(refs)
-            self.explain, self.backend = explain, get_backend(self.model)
+            self.backend = get_backend(self.model)
             self.writer = StoreWriter.attach(Path(self.path), self.job.shard)
-        self.writer.write(k, self.job.shard_values(self.model, self.backend, self.explain, k))
+        self.writer.write(k, self.job.shard_values(self.model, self.backend, k))
         return k
 
 

@@ -2,12 +2,15 @@
 
 Layout of ``DIR``::
 
-    manifest.json        format, versions, model digest, data description, configuration
+    manifest.json        format, versions, model digest, data description, configuration,
+                         modality, channel axis of each layer
     arrays.zarr/         Zarr v3 group (chunks of one shard each)
         ids, labels, predictions          (N,) int64 (labels -1 where unknown)
         target_classes, target_scores     (N,) the explained class and its score
         top_classes, top_scores           (N, k) the model's k largest outputs
-        attributions/<method>             (N, *sample) float32 (float16 on request)
+        attributions/<method>             (N, *sample) float32 (float16 on request);
+                                          text: (N, T) per-token scores
+        token_ids                         (N, T) int64, text only: the explained ids
         activations/<layer>/mean          (N, C) mean over positions per channel
         activations/<layer>/max, argmax   (N, C) maximum over positions and where (flat)
         activations/<layer>/maps          (N, *layer) full maps, on request
@@ -22,6 +25,14 @@ by prediction);
 ``reductions/activations/<layer>/{mean,std}`` (C,) over samples of the pooled means,
 ``top_ids``, ``top_values``, ``top_positions`` (C, K): the samples whose channel maximum is
 largest, and where in the map it is.
+
+The manifest's ``modality`` says what the samples are: ``{"kind": "image"}``,
+``{"kind": "tabular", "feature_names": [...]}``, ``{"kind": "series", "layout":
+"channels_first" | "time_first", "channel_names": [...]}`` or ``{"kind": "text",
+"vocabulary": {id: token}}`` (the vocabulary of the ids that occur, when tokens were
+given). ``channel_axes`` gives each layer's per-sample channel axis (the axis the
+pooled activations keep; positions are the flattened other axes, so a sequence's top
+position is its token or time step).
 
 Zarr v3 (``zarr.open_group(DIR + "/arrays.zarr")``) and Parquet (``pyarrow.parquet``)
 are read by any tool of those ecosystems; arrays are chunked by shard so a shard is
@@ -97,6 +108,12 @@ class Store:
     def layers(self) -> list[str]:
         return list(self.manifest["config"]["layers"])
 
+    @property
+    def modality(self) -> dict:
+        """What the samples are (``{"kind": "image"}`` for stores of earlier versions);
+        see the module docstring."""
+        return dict(self.manifest.get("modality") or {"kind": "image"})
+
     def __len__(self) -> int:
         return int(self.manifest["samples"])
 
@@ -130,7 +147,7 @@ class Store:
 
     def column(self, name: str) -> np.ndarray:
         """One per-sample array: ``ids``, ``labels``, ``predictions``, ``target_classes``,
-        ``target_scores``, ``top_classes``, ``top_scores``."""
+        ``target_scores``, ``top_classes``, ``top_scores`` (and ``token_ids`` for text)."""
         return self._array(name)
 
     def table(self, kind: str = "arrow") -> Any:

@@ -93,10 +93,15 @@ class Context:
 
     def canonical_normal(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """Standard normal noise of ``shape`` (in the model's layout) drawn in channels-first
-        order, so the same seed gives the same noise on PyTorch and Keras models."""
-        if self.layout == "channels_last" and len(shape) >= 4:
-            first = shape[:-3] + (shape[-1],) + shape[-3:-1]
-            return np.moveaxis(rng.standard_normal(first), -3, -1)
+        order, so the same seed gives the same noise on PyTorch and Keras models.
+
+        ``shape`` is ``(k, N, ...)`` or ``(k * N, ...)``: the sample axes follow one or two
+        leading axes; the channel axis is drawn right after them, for images
+        ``(H, W, C)`` and sequences ``(T, C)`` alike."""
+        lead = len(shape) - (len(self.ops.shape(self.x)) - 1)  # axes before the sample's
+        if self.layout == "channels_last" and len(shape) >= 3 and lead >= 1:
+            first = shape[:lead] + (shape[-1],) + shape[lead:-1]
+            return np.moveaxis(rng.standard_normal(first), lead, -1)
         return rng.standard_normal(shape)
 
 

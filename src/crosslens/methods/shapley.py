@@ -173,10 +173,14 @@ class _Features(_Mask):
 
 def _default_mask(shape: tuple[int, ...], layout: str | None) -> np.ndarray:
     """A 4 x 4 grid over an image's spatial axes (every channel together), else one
-    feature per element of a sample."""
+    feature per element of a sample (numbered in channels-first order)."""
     spatial = _spatial_axes(len(shape), layout)
     if layout is None or len(spatial) != 2:
-        return np.arange(int(np.prod(shape[1:]))).reshape((1,) + tuple(shape[1:]))
+        ids = np.arange(int(np.prod(shape[1:])))
+        if layout == "channels_last" and len(shape) >= 3:  # numbered channels-first, as
+            first = (shape[-1],) + tuple(shape[1:-1])      # the same input in PyTorch
+            return np.moveaxis(ids.reshape(first), 0, -1)[None]
+        return ids.reshape((1,) + tuple(shape[1:]))
     h, w = shape[spatial[0]], shape[spatial[1]]
     rows = np.minimum(np.arange(h) * DEFAULT_GRID // h, DEFAULT_GRID - 1)
     cols = np.minimum(np.arange(w) * DEFAULT_GRID // w, DEFAULT_GRID - 1)

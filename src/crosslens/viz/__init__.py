@@ -29,6 +29,9 @@ from .grid import Cell, cell_scale, figure_grid, figure_to_png_bytes, save_figur
 from .html import figure_html, png_data_uri, scale_legend_html
 from .masks import apply_mask, attribution_mask, channel_mask, mask_image
 from .overlay import is_signed, overlay, prepare_map
+from .series import series_figure
+from .tabular import beeswarm_offsets, feature_bars, feature_order, summary_plot
+from .tokens import merge_subwords, token_colors, token_figure, token_html
 from ..core.imageops import resize_bilinear
 
 __all__ = [
@@ -37,6 +40,15 @@ __all__ = [
     "SCALES",
     "activation_grid",
     "apply_mask",
+    "beeswarm_offsets",
+    "feature_bars",
+    "feature_order",
+    "merge_subwords",
+    "series_figure",
+    "summary_plot",
+    "token_colors",
+    "token_figure",
+    "token_html",
     "attribution_mask",
     "cell_scale",
     "channel_mask",
