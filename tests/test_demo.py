@@ -14,7 +14,7 @@ def test_demo_explains_the_pretrained_efficientnet_on_the_bundled_photos(tmp_pat
 
     lines = []
     result = demo.run(str(tmp_path), methods=["saliency", "grad_cam", "cam", "rise"],
-                      log=lines.append, featurevis=False)
+                      log=lines.append, featurevis=False, pages=False)
     np.testing.assert_array_equal(result["top1"], [285, 967])  # Egyptian cat, espresso
     np.testing.assert_allclose(result["probabilities"].max(axis=1), [0.771, 0.900], atol=2e-3)
     assert "Egyptian cat" in lines[0] and "espresso" in lines[1]  # the printed top-5
@@ -27,7 +27,7 @@ def test_demo_explains_the_pretrained_efficientnet_on_the_bundled_photos(tmp_pat
         == "_swish#1"
     for name in ("methods.png", "activations.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "data:image/png;base64," in (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in (tmp_path / "methods.html").read_text()
     # Grad-CAM puts the cat's evidence on the cat: more mass in the central region
     for name in ("grad_cam", "cam"):
         cam = result["maps"][name][0]
@@ -43,7 +43,7 @@ def test_demo_explains_the_pretrained_efficientnet_on_the_bundled_photos(tmp_pat
         assert position.min() == 0.0 and position.max() == 1.0
     assert all(s.signed and s.vmin == -s.vmax for s in result["scales"]["saliency"])
     # the report has one legend with a row per method and the ranges the bars show
-    report = (tmp_path / "report.html").read_text()
+    report = (tmp_path / "methods.html").read_text()
     assert report.count('<table class="crosslens-legend">') == 1
     for name, scales in result["scales"].items():
         row = report.split(f"<tr><td>{name}</td>")[1].split("</tr>")[0]

@@ -20,14 +20,17 @@ from . import viz as _viz  # noqa: F401  (registers the renderer of results)
 from .api import activations, explain, layer_calls, layers, methods, visualize
 from .compare import compare
 from .dataset import Store, StoreError, explain_dataset, open_store
+from .inspector.serve import inspect
 from .core.errors import (CrosslensError, DisconnectedError, InputError, LayerNotFoundError,
-                          LoadError, ModelError, NonFiniteError, OptionError, TargetError,
-                          UnknownMethodError, UnsupportedError)
+                          LoadError, ModalityError, ModelError, NonFiniteError, OptionError,
+                          TargetError, UnknownMethodError, UnsupportedError)
 from .core.explanation import Explanation
 from .core.influence import (ChannelQoI, ClassDifference, ClassQoI, GaussianDoI, LinearDoI,
                              PointDoI)
 from .core.targets import Channel, Neuron
 from .toolsets import ConservationWarning
+from .modalities import (TabularExplanation, TextExplanation, explain_similarity,
+                         explain_tabular, explain_text)
 
 __version__ = "0.1.0"
 
@@ -35,6 +38,8 @@ __all__ = ["explain", "compare", "methods", "layers", "layer_calls", "activation
            "Explanation", "Neuron", "Channel",
            "CrosslensError", "InputError", "TargetError", "LayerNotFoundError",
            "UnknownMethodError", "UnsupportedError", "DisconnectedError", "OptionError",
-           "NonFiniteError", "ModelError", "LoadError", "ConservationWarning",
+           "NonFiniteError", "ModelError", "LoadError", "ModalityError", "ConservationWarning",
            "ClassQoI", "ClassDifference", "ChannelQoI", "PointDoI", "LinearDoI", "GaussianDoI",
-           "visualize", "explain_dataset", "open_store", "Store", "StoreError"]
+           "visualize", "explain_dataset", "open_store", "Store", "StoreError",
+           "explain_text", "explain_similarity", "explain_tabular", "TextExplanation",
+           "TabularExplanation", "inspect"]

@@ -8,6 +8,8 @@
     crosslens compare MODEL IMAGE --method integrated_gradients \
                       --implementations crosslens captum --out cmp.png
     crosslens demo [--out out/demo]
+    crosslens inspect MODEL --data DATA [--store DIR] [--port 8765] [--export page.html]
+    crosslens demo --monitor [--out out/demo]   # the training monitor on Clever-Hans
 
 MODEL is a ``.keras`` file (loaded with ``safe_mode``), a TorchScript ``.pt``, an
 ``.onnx`` file, or ``module:callable`` returning a model. Loading never unpickles
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
     demo.add_argument("--no-featurevis", action="store_true",
                       help="skip the feature-visualization panel")
+    demo.add_argument("--monitor", action="store_true",
+                      help="instead: train the Clever-Hans CNN in PyTorch and Keras with the "
+                      "training monitor (TensorBoard + visual log under OUT/monitor)")
 
     run = commands.add_parser("run", help="explain a whole data set into a resumable store")
     run.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
@@ -101,8 +108,87 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--full-maps", action="store_true", help="also store full activation maps")
     run.add_argument("--memory-budget", help="per call, e.g. 2GB")
 
+    inspect = commands.add_parser("inspect", help="explore a model over a data set in the "
+                                  "browser (the inspection page), or --export it")
+    inspect.add_argument("model", help=".keras, TorchScript .pt, .onnx, or module:callable")
+    inspect.add_argument("--data", required=True, help="as for `crosslens run`: .npy / .npz, "
+                         "image folder, or digits, clever_hans, photos")
+    inspect.add_argument("--store", help="the dataset store (computed when missing; default "
+                         "~/.cache/crosslens/inspect/<model>-<data>)")
+    inspect.add_argument("--port", type=int, default=8765)
+    inspect.add_argument("--host", default="127.0.0.1",
+                         help="interface to listen on (default: this machine only)")
+    inspect.add_argument("--frames", help="a folder of images, an animated image or a short "
+                         "video file (MP4, WebM, ...) to step through in the Live view")
+    inspect.add_argument("--export", metavar="PAGE.html",
+                         help="write a self-contained static page instead of serving")
+    inspect.add_argument("--layer", action="append", default=None,
+                         help="layer kept in the store, repeatable (default: chosen)")
+    inspect.add_argument("--size", type=int, help="square image size (folders, photos)")
+    inspect.add_argument("--preprocess", choices=sorted(PREPROCESSING),
+                         help="pixel normalization (folders, photos, uploads)")
+    inspect.add_argument("--open", action="store_true", help="open the page in a browser")
+    inspect.add_argument("--modality", choices=["image", "text", "tabular", "series"],
+                         help="kind of data (default: detected)")
+    inspect.add_argument("--tokens", metavar="VOCAB",
+                         help="text: a JSON vocabulary (list of tokens, or id -> token) or "
+                         "a text file with one token per line")
+    inspect.add_argument("--feature-names", help="tabular: comma-separated feature names")
+    inspect.add_argument("--channel-names", help="series: comma-separated channel names")
+    inspect.add_argument("--series-layout", choices=["channels_first", "time_first"],
+                         help="series: (N, C, T) or (N, T, C) (default: detected)")
+    inspect.add_argument("--featurevis", type=int, default=0, metavar="N",
+                         help="first compute the feature visualizations of the N most "
+                         "varying channels of each layer (cached in the store)")
+
     _add_optional_commands(commands)
     return parser
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from .inspector import Inspector, export_html, inspect
+
+    inspector = Inspector(args.model, args.data, args.store, layers=args.layer,
+                          frames=args.frames, size=args.size, preprocess=args.preprocess,
+                          modality=args.modality, tokens=_vocabulary(args.tokens),
+                          feature_names=_names(args.feature_names),
+                          channel_names=_names(args.channel_names),
+                          series_layout=args.series_layout)
+    if args.featurevis:
+        inspector.precompute_featurevis(args.featurevis)
+    if args.export:
+        print(f"wrote {export_html(inspector, args.export)}")
+        return 0
+    inspect(inspector, port=args.port, host=args.host, open_browser=args.open, block=True)
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",")]
+
+
+def _vocabulary(path: str | None) -> Any:
+    """``--tokens``: a JSON list, a JSON object (id -> token, or token -> id as in a
+    tokenizer's ``vocab.json``), or a text file with one token per line."""
+    if path is None:
+        return None
+    from .core.errors import InputError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"--tokens {path!r} cannot be read ({error})") from None
+    if path.lower().endswith(".json"):
+        try:
+            vocabulary = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"--tokens {path!r} is not valid JSON ({error})") from None
+        if isinstance(vocabulary, dict):
+            if all(str(k).isdigit() for k in vocabulary):  # id -> token
+                return {int(k): str(v) for k, v in vocabulary.items()}
+            return {int(v): str(k) for k, v in vocabulary.items()}  # vocab.json: token -> id
+        return [str(token) for token in vocabulary]
+    return text.splitlines()
 
 
 def _method_options(methods: list[str], options: list[tuple[str, Any]]) -> dict[str, dict]:
@@ -229,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             return run_compare(args)
         if args.command == "run":
             return run_dataset(args)
+        if args.command == "inspect":
+            return run_inspect(args)
+        if args.command == "demo" and args.monitor:
+            from .monitor.demo import run as run_monitor
+            run_monitor(Path(args.out) / "monitor")
+            return 0
         if args.command == "demo":
             from .demo import run
             run(args.out, args.methods, featurevis=not args.no_featurevis)

@@ -1,10 +1,14 @@
-"""The main job: explain the pretrained EfficientNet-Lite0 on two real photos.
+"""The main job: explain the pretrained EfficientNet-Lite0 on two real photos, then look
+at two models over data sets in the inspection page.
 
 Runs every registered attribution method that the PyTorch backend supports on the cat
 (``chelsea.png``) and coffee (``coffee.png``) photos shipped with scikit-image, prints
 the top-5 labels, and writes a grid of methods side by side (``methods.png``), the
 activations of a late layer (``activations.png``), class visualizations optimized from
-noise (``featurevis.png``) and an HTML report with all of them (``report.html``).
+noise (``featurevis.png``) and an HTML page with all of them (``methods.html``). Then
+(:mod:`crosslens.demo_inspect`) it trains the Clever-Hans digits CNN, explains all 1,797
+digits into a dataset store and writes its inspection page (``report.html``), and the
+inspection page of EfficientNet-Lite0 over scikit-image's photos (``photos.html``).
 Nothing is downloaded.
 """
 from __future__ import annotations
@@ -91,8 +95,9 @@ def method_grid(display: np.ndarray, maps: dict[str, np.ndarray], photo_titles: 
 
 
 def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
-        featurevis: bool = True) -> dict[str, Any]:
-    """Run the demo; returns what it computed (for tests and notebooks)."""
+        featurevis: bool = True, pages: bool = True) -> dict[str, Any]:
+    """Run the demo; returns what it computed (for tests and notebooks). ``pages=False``
+    skips the two inspection pages."""
     import torch
 
     import crosslens as cl
@@ -141,7 +146,7 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
             zip(featurevis["labels"], featurevis["probabilities"]))
             + f" ({time.perf_counter() - start:.0f} s)")
 
-    report = os.path.join(out_dir, "report.html")
+    report = os.path.join(out_dir, "methods.html")
     with open(report, "w") as handle:
         handle.write("<!doctype html><meta charset='utf-8'><title>crosslens demo</title>"
                      f"<style>{REPORT_STYLE}</style>"
@@ -159,39 +164,15 @@ def run(out_dir: str = "out/demo", methods: list[str] | None = None, log=print,
                              "parameterization, Lucid's transforms)</figcaption></figure>")
     log(f"wrote {grid_path}, {act_path}" + (f", {featurevis['figure']}" if featurevis else "")
         + f" and {report}")
-    store = dataset_run(os.path.join(out_dir, "store"), log)
-    return {"top1": top1, "probabilities": probabilities, "maps": maps, "timings": timings,
-            "skipped": skipped, "info": info, "scales": scales, "grid": str(grid_path), "report": report,
-            "featurevis": featurevis, "store": store}
-
-
-def dataset_run(out: str, log=print) -> Any:
-    """The Clever-Hans digits CNN (trained here, PyTorch) explained over the bundled
-    Clever-Hans digits into a store: what the store holds, and where the shortcut shows."""
-    import shutil
-
-    import crosslens as cl
-    from crosslens.datasets import clever_hans
-    from crosslens.evaluate.clever_hans import train_models
-
-    start = time.perf_counter()
-    data = clever_hans()
-    models, _ = train_models(data, ("torch",))
-    shutil.rmtree(out, ignore_errors=True)  # the demo's own output: rewritten each run
-    store = cl.explain_dataset(models["torch"], "clever_hans",
-                               {"saliency": {}, "integrated_gradients": {"steps": 16}},
-                               layers=["conv3"], out=out, batch_size=64)
-    table = store.table().to_pydict()
-    accuracy = sum(table["correct"]) / len(table["correct"])
-    classes, means, counts = store.class_mean("integrated_gradients")
-    magnitude = np.abs(means).reshape(len(means), -1)
-    on_patch = magnitude[:, data.mask.reshape(-1)].sum(1) / magnitude.sum(1)
-    log(f"dataset store: {store} ({time.perf_counter() - start:.0f} s); accuracy "
-        f"{accuracy:.3f}, samples per class {counts.tolist()}; share of the mean |IG| on "
-        f"the watermark ({data.mask.mean():.1%} of the pixels) per class: "
-        + ", ".join(f"{c}: {v:.0%}" for c, v in zip(classes, on_patch))
-        + f" (class {data.patch_class} carries it); read it with cl.open_store({out!r})")
-    return store
+    result = {"top1": top1, "probabilities": probabilities, "maps": maps, "timings": timings,
+              "skipped": skipped, "info": info, "scales": scales, "grid": str(grid_path),
+              "report": report, "featurevis": featurevis}
+    if pages:
+        from .demo_inspect import digits_page, photos_page
+        result["digits"] = digits_page(out_dir, log)
+        result["photos"] = photos_page(out_dir, model, log,
+                                       **({} if featurevis else {"featurevis_channels": 0}))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
